@@ -1,0 +1,1 @@
+"""Codec: the affine crop transform and the heatmap encoder/decoder shared by training and evaluation."""

@@ -1,0 +1,410 @@
+"""box_conv2d against the dense-kernel oracle: values, gradients, dtypes, layouts, errors, registration."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from boxpose.ops import (
+    _build,
+    box_conv2d,
+    box_conv2d_split,
+    box_corners,
+    box_filter,
+    set_impl,
+    split_coefficients,
+    use_impl,
+)
+from boxpose.ops import box_conv as box_conv_module
+from tests.ops.dense_oracle import dense_box_conv, dense_split_conv, random_boxes
+
+IMPLS = ["cpu", "reference"]
+
+# (N, C, H, W, k, m): odd shapes, images smaller than the kernel, 1x1 images, k = 1, m = 1 and 2.
+SHAPES = [
+    (2, 3, 9, 11, 5, 1),
+    (1, 2, 3, 4, 7, 2),
+    (2, 2, 1, 1, 3, 1),
+    (1, 1, 1, 1, 31, 2),
+    (1, 4, 6, 5, 1, 1),
+    (1, 2, 20, 17, 31, 2),
+    (3, 1, 13, 2, 13, 1),
+]
+
+
+def _grads(fn, x, boxes, g):
+    out = fn(x, boxes)
+    gx, gb = torch.autograd.grad(out, [x, boxes], g)
+    return out.detach(), gx, gb
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_forward_and_gradients_match_dense_kernel(impl, shape):
+    n, c, h, w, k, m = shape
+    x = torch.randn(n, c, h, w, dtype=torch.float64, requires_grad=True)
+    boxes = random_boxes(c * m, k).requires_grad_()
+    g = torch.randn(n, c * m, h, w, dtype=torch.float64)
+    ref = _grads(lambda a, b: dense_box_conv(a, b, k), x, boxes, g)
+    with use_impl(impl):
+        got = _grads(lambda a, b: box_conv2d(a, b, k), x, boxes, g)
+    for r, o in zip(ref, got):
+        torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_every_kernel_size_up_to_31(impl):
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
+    for k in range(1, 32, 2):
+        boxes = random_boxes(6, k)
+        with use_impl(impl):
+            out = box_conv2d(x, boxes, k)
+        torch.testing.assert_close(out, dense_box_conv(x, boxes, k), rtol=1e-9, atol=1e-9, msg=f"k={k}")
+
+
+def test_full_box_is_k_by_k_box_sum():
+    x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    full = torch.tensor([[-1.0, 1.0, -1.0, 1.0]] * 2, dtype=torch.float64)
+    ones = torch.ones(2, 1, 5, 5, dtype=torch.float64)
+    expected = torch.nn.functional.conv2d(x, ones, padding=2, groups=2)
+    torch.testing.assert_close(box_conv2d(x, full, 5), expected)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradcheck_off_the_integer_grid(impl):
+    x = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    boxes = random_boxes(4, 7, margin=0.1).requires_grad_()
+    with use_impl(impl):
+        assert torch.autograd.gradcheck(lambda a, b: box_conv2d(a, b, 7), (x, boxes), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_one_sided_derivatives_at_integer_corners(impl):
+    """At an integer kernel coordinate a < k the right derivative is returned, at a = k the left one."""
+    k = 5
+    x = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    g = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    # x_lo at a=1, x_hi at a=k (p=1), y_lo at a=0 (p=-1), y_hi at a=3.
+    boxes = torch.tensor([[2 * 1 / k - 1, 1.0, -1.0, 2 * 3 / k - 1]], dtype=torch.float64, requires_grad=True)
+    with use_impl(impl):
+        loss = (box_conv2d(x, boxes, k) * g).sum()
+        (grad,) = torch.autograd.grad(loss, boxes)
+
+    def f(b):
+        return (dense_box_conv(x, b, k) * g).sum()
+
+    delta = 1e-7
+    for col, side in [(0, "right"), (1, "left"), (2, "right"), (3, "right")]:
+        step = torch.zeros_like(boxes)
+        step[0, col] = delta
+        with torch.no_grad():
+            if side == "right":
+                fd = (f(boxes + step) - f(boxes)) / delta
+            else:
+                fd = (f(boxes) - f(boxes - step)) / delta
+        torch.testing.assert_close(grad[0, col], fd, rtol=1e-5, atol=1e-6, msg=f"column {col} ({side})")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_reduced_precision_matches_float64(dtype):
+    x = torch.randn(2, 3, 16, 16).to(dtype)
+    boxes = random_boxes(6, 13).float()
+    ref = dense_box_conv(x.double(), boxes.double(), 13)
+    out = box_conv2d(x, boxes, 13)
+    assert out.dtype == dtype
+    tol = {torch.float16: 2e-3, torch.bfloat16: 1e-2, torch.float32: 1e-5}[dtype]
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol * ref.abs().max().item())
+    # Gradients too: input gradient in the input's dtype, box gradient in float32.
+    xg = x.clone().requires_grad_()
+    bg = boxes.clone().requires_grad_()
+    g = torch.randn(2, 6, 16, 16).to(dtype)
+    gx, gb = torch.autograd.grad(box_conv2d(xg, bg, 13), [xg, bg], g)
+    xr, br = x.double().requires_grad_(), boxes.double().requires_grad_()
+    rx, rb = torch.autograd.grad(dense_box_conv(xr, br, 13), [xr, br], g.double())
+    assert gx.dtype == dtype and gb.dtype == torch.float32
+    torch.testing.assert_close(gx.double(), rx, rtol=tol, atol=tol * rx.abs().max().item())
+    torch.testing.assert_close(gb.double(), rb, rtol=tol, atol=tol * rb.abs().max().item())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_boxes_outside_the_window_are_clamped(impl):
+    x = torch.randn(1, 2, 10, 10, dtype=torch.float64)
+    boxes = torch.tensor(
+        [[-1.7, 0.3, -0.2, 2.5], [-3.0, -2.0, 0.1, 0.4]], dtype=torch.float64, requires_grad=True
+    )
+    with use_impl(impl):
+        out = box_conv2d(x, boxes, 7)
+        (grad,) = torch.autograd.grad(out.sum(), boxes)
+    torch.testing.assert_close(out, dense_box_conv(x, boxes.detach().clamp(-1, 1), 7))
+    # Coordinates beyond the clamp get no gradient; inside, they do. (Box 1 is clamped to zero width.)
+    assert grad[0, 0] == 0 and grad[0, 3] == 0 and grad[1, 0] == 0 and grad[1, 1] == 0
+    assert grad[0, 1] != 0 and grad[0, 2] != 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_inverted_boxes_are_empty(impl):
+    x = torch.randn(1, 1, 6, 6, dtype=torch.float64)
+    boxes = torch.tensor([[0.5, -0.5, -0.5, 0.5]], dtype=torch.float64, requires_grad=True)
+    with use_impl(impl):
+        out = box_conv2d(x, boxes, 5)
+        (grad,) = torch.autograd.grad(out.sum(), boxes)
+    # Zero up to the rounding of F(lo) - F(lo).
+    assert out.abs().max() < 1e-12
+    assert grad.abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_channels_last_and_non_contiguous_inputs(impl):
+    x = torch.randn(2, 4, 9, 12)
+    boxes = random_boxes(8, 9).float()
+    with use_impl(impl):
+        expected = box_conv2d(x, boxes, 9)
+        cl = box_conv2d(x.contiguous(memory_format=torch.channels_last), boxes, 9)
+        strided = box_conv2d(torch.randn(2, 4, 9, 24)[..., ::2].copy_(x), boxes, 9)
+        transposed = box_conv2d(x.transpose(2, 3).contiguous().transpose(2, 3), boxes, 9)
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    for out in (cl, strided, transposed):
+        torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("split", ["h2", "v2", "q4", "none"])
+def test_split_boxes_match_dense_kernel(impl, split):
+    pieces = {"none": 1, "h2": 2, "v2": 2, "q4": 4}[split]
+    x = torch.randn(2, 2, 9, 8, dtype=torch.float64, requires_grad=True)
+    boxes = random_boxes(4, 11).requires_grad_()
+    weights = torch.randn(4, pieces, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 4, 9, 8, dtype=torch.float64)
+    ref = dense_split_conv(x, boxes, weights, 11, split)
+    ref_grads = torch.autograd.grad(ref, [x, boxes, weights], g)
+    with use_impl(impl):
+        out = box_conv2d_split(x, boxes, weights, 11, split)
+        grads = torch.autograd.grad(out, [x, boxes, weights], g)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    for got, exp in zip(grads, ref_grads):
+        torch.testing.assert_close(got, exp, rtol=1e-9, atol=1e-9)
+
+
+def test_split_none_with_unit_weight_is_the_plain_box():
+    x = torch.randn(1, 3, 7, 7, dtype=torch.float64)
+    boxes = random_boxes(3, 7)
+    coef = split_coefficients(torch.ones(3, 1, dtype=torch.float64), "none")
+    torch.testing.assert_close(
+        coef, torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64).expand(3, 2, 2)
+    )
+    torch.testing.assert_close(
+        box_conv2d_split(x, boxes, torch.ones(3, 1, dtype=torch.float64), 7, "none"), box_conv2d(x, boxes, 7)
+    )
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_snapped_integer_path(impl):
+    k = 9
+    x = torch.randn(2, 2, 10, 10, dtype=torch.float64)
+    corners = torch.tensor([[1, 6, 0, 9], [3, 4, 2, 8]], dtype=torch.float64)
+    boxes = corners * (2 / k) - 1
+    with use_impl(impl):
+        out = box_conv2d(x, boxes, k, snapped=True)
+        # Snapping rounds: slightly perturbed corners give the same output.
+        out_perturbed = box_conv2d(x, boxes + 0.02, k, snapped=True)
+    torch.testing.assert_close(out, dense_box_conv(x, boxes, k))
+    torch.testing.assert_close(out_perturbed, out)
+
+
+def test_cpu_kernel_and_reference_agree_on_random_inputs():
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        n, c, m = 2, 3, 2
+        h, w = torch.randint(1, 30, (2,), generator=gen).tolist()
+        k = int(torch.randint(0, 16, (1,), generator=gen)) * 2 + 1
+        x = torch.randn(n, c, h, w, generator=gen)
+        boxes = (torch.rand(c * m, 4, generator=gen) * 2.4 - 1.2).float()
+        with use_impl("cpu"):
+            a = box_conv2d(x, boxes, k)
+        with use_impl("reference"):
+            b = box_conv2d(x, boxes, k)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_empty_batch_and_empty_image():
+    boxes = random_boxes(2, 5).float()
+    assert box_conv2d(torch.randn(0, 2, 4, 4), boxes, 5).shape == (0, 2, 4, 4)
+    assert box_conv2d(torch.randn(1, 2, 0, 4), boxes, 5).shape == (1, 2, 0, 4)
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (
+            (torch.randn(2, 3, 4), torch.zeros(3, 4), 3),
+            ValueError,
+            r"input must be a 4-D tensor \(N, C, H, W\)",
+        ),
+        ((torch.randn(1, 3, 4, 4), torch.zeros(3, 3), 3), ValueError, r"boxes must have shape \(C_out, 4\)"),
+        (
+            (torch.randn(1, 3, 4, 4), torch.zeros(4, 4), 3),
+            ValueError,
+            r"C_out=4 must be a positive multiple of the input channels C=3",
+        ),
+        (
+            (torch.randn(1, 3, 4, 4), torch.zeros(3, 4), 4),
+            ValueError,
+            r"max_size must be an odd integer >= 1, got 4",
+        ),
+        (
+            (torch.randn(1, 3, 4, 4), torch.zeros(3, 4), 0),
+            ValueError,
+            r"max_size must be an odd integer >= 1, got 0",
+        ),
+        ((torch.randn(1, 3, 4, 4), torch.zeros(3, 4), 3.0), ValueError, r"max_size must be an odd integer"),
+        (
+            (torch.randn(1, 3, 4, 4), torch.zeros(3, 4, dtype=torch.float64), 3),
+            TypeError,
+            r"dtype mismatch: boxes must be torch.float32 for torch.float32 input",
+        ),
+        ((torch.randn(1, 3, 4, 4).half(), torch.zeros(3, 4).half(), 3), TypeError, r"dtype mismatch"),
+        (
+            (torch.randn(1, 3, 4, 4).double(), torch.zeros(3, 4), 3),
+            TypeError,
+            r"boxes must be torch.float64 for torch.float64 input",
+        ),
+        (
+            (torch.randint(0, 3, (1, 3, 4, 4)), torch.zeros(3, 4), 3),
+            TypeError,
+            r"input must be a floating-point tensor",
+        ),
+        (
+            (torch.randn(1, 3, 4, 4), torch.zeros(3, 4, device="meta"), 3),
+            ValueError,
+            r"device mismatch: input is on cpu, boxes are on meta",
+        ),
+    ],
+)
+def test_bad_arguments_are_named(args, error, match):
+    with pytest.raises(error, match=match):
+        box_conv2d(*args)
+
+
+def test_bad_split_arguments_are_named():
+    x, boxes = torch.randn(1, 2, 4, 4), torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="split must be one of"):
+        box_conv2d_split(x, boxes, torch.ones(2, 2), 3, "h3")
+    with pytest.raises(ValueError, match=r"piece_weights must have shape \(2, 4\) for split='q4'"):
+        box_conv2d_split(x, boxes, torch.ones(2, 2), 3, "q4")
+
+
+def test_bad_implementation_name():
+    with pytest.raises(ValueError, match="is not one of"):
+        set_impl("gpu")
+
+
+def test_forced_cuda_implementation_on_cpu_tensors_is_an_error():
+    with (
+        use_impl("cuda"),
+        pytest.raises(RuntimeError, match="BOXPOSE_OP_IMPL=cuda, but the tensors are on cpu"),
+    ):
+        box_conv2d(torch.randn(1, 1, 4, 4), torch.zeros(1, 4), 3)
+
+
+def test_failed_build_falls_back_to_reference_with_a_warning(monkeypatch):
+    def failing_load(cuda, verbose=False):
+        raise _build.KernelBuildError("could not build the CPU box-filter kernels (simulated)")
+
+    monkeypatch.setattr(_build, "load", failing_load)
+    monkeypatch.setattr(box_conv_module, "_warned_fallback", set())
+    x, boxes = torch.randn(1, 2, 6, 6, dtype=torch.float64), random_boxes(2, 5)
+    with use_impl("auto"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = box_conv2d(x, boxes, 5)
+    assert any("simulated" in str(w.message) and "reference path" in str(w.message) for w in caught)
+    torch.testing.assert_close(out, dense_box_conv(x, boxes, 5))
+    with use_impl("cpu"), pytest.raises(_build.KernelBuildError, match="simulated"):
+        box_conv2d(x, boxes, 5)
+
+
+def test_build_error_message_says_how_to_fall_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(_build, "kernel_source_dir", lambda: tmp_path)
+    with pytest.raises(_build.KernelBuildError, match="BOXPOSE_OP_IMPL=reference"):
+        _build._build("boxpose_kernels_missing_sources", cuda=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registration: opcheck, torch.compile, FLOP counting
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_opcheck(impl):
+    x = torch.randn(2, 2, 6, 5, requires_grad=True)
+    boxes = random_boxes(4, 5).float()
+    xs, ys = box_corners(boxes, 5)
+    coef = split_coefficients(torch.randn(4, 2), "h2")
+    xs, ys = box_corners(boxes, 5, "h2")
+    with use_impl(impl):
+        for requires_grad in (True, False):
+            args = (
+                x,
+                xs.clone().requires_grad_(requires_grad),
+                ys.clone(),
+                coef.clone().requires_grad_(requires_grad),
+                5,
+                False,
+            )
+            torch.library.opcheck(torch.ops.boxpose.box_filter.default, args)
+        cl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+        torch.library.opcheck(torch.ops.boxpose.box_filter.default, (cl, xs, ys, coef, 5, True))
+
+
+def test_torch_compile_fullgraph():
+    from boxpose.nn import BoxConv2d
+
+    torch._dynamo.reset()
+    layer = BoxConv2d(3, 7, boxes_per_channel=2)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), layer, torch.nn.ReLU())
+    x = torch.randn(2, 3, 10, 10)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    out = compiled(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, model(x))
+    assert layer.boxes.grad is not None and torch.count_nonzero(layer.boxes.grad) > 0
+
+
+def test_flop_counter_counts_16_macs_per_output():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(2, 3, 8, 10)
+    boxes = random_boxes(6, 7).float()
+    with FlopCounterMode(display=False) as counter:
+        box_conv2d(x, boxes, 7)
+    assert counter.get_total_flops() == 2 * 16 * 2 * 6 * 8 * 10
+    with FlopCounterMode(display=False) as counter:
+        box_conv2d(x, boxes, 7, snapped=True)
+    assert counter.get_total_flops() == 2 * 4 * 2 * 6 * 8 * 10
+    with FlopCounterMode(display=False) as counter:
+        box_conv2d_split(x, boxes, torch.ones(6, 4), 7, "q4")
+    # 9 corners x 4 samples; the coefficient einsum of the split is counted separately.
+    assert counter.get_flop_counts()["Global"][torch.ops.boxpose.box_filter] == 2 * 36 * 2 * 6 * 8 * 10
+
+
+def test_fake_tensor_shapes():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(4, 8, 64, 48)
+        out = box_conv2d(x, torch.zeros(16, 4), 31)
+    assert out.shape == (4, 16, 64, 48)
+
+
+def test_generic_box_filter_matches_reference():
+    x = torch.randn(2, 2, 7, 9, dtype=torch.float64)
+    xs = torch.tensor([[0.3, 2.2, 4.9], [1.0, 1.5, 5.0]], dtype=torch.float64)
+    ys = torch.tensor([[0.1, 3.3], [2.5, 4.4]], dtype=torch.float64)
+    coef = torch.randn(2, 2, 3, dtype=torch.float64)
+    with use_impl("reference"):
+        ref = box_filter(x, xs, ys, coef, 5)
+    torch.testing.assert_close(box_filter(x, xs, ys, coef, 5), ref)
