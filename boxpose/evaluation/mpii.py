@@ -23,6 +23,7 @@ did not produce (``python -m boxpose.evaluation.mpii --pred PRED.mat --gt GT.mat
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -114,9 +115,25 @@ class MPIIGroundTruth:
                 f"joint names {list(self.joint_names)} are not the MPII order {list(MAT_JOINT_NAMES)}"
             )
 
+    @classmethod
+    def from_zero_based(
+        cls, joints: np.ndarray, visible: np.ndarray, headboxes: np.ndarray
+    ) -> MPIIGroundTruth:
+        """From boxpose's 0-based arrays: joints (N, 16, 2), visible (N, 16), headboxes (N, 2, 2).
+
+        Joints that are not visible are stored as (0, 0), as in the MPII files.
+        """
+        visible = np.asarray(visible, dtype=bool)
+        joints = np.where(visible[..., np.newaxis], np.asarray(joints, dtype=np.float64) + 1.0, 0.0)
+        return cls(joints=joints, missing=~visible, headboxes=np.asarray(headboxes, dtype=np.float64) + 1.0)
+
     @property
     def num_people(self) -> int:
         return self.joints.shape[0]
+
+    def joints_zero_based(self) -> np.ndarray:
+        """(N, 16, 2) joints in boxpose's 0-based pixels."""
+        return self.joints - 1.0
 
     def head_sizes(self) -> np.ndarray:
         """(N,) PCKh normaliser of each person: 0.6 x the head-box diagonal, in pixels."""
@@ -198,12 +215,24 @@ def load_mpii_gt(path: str | Path) -> MPIIGroundTruth:
     )
 
 
+def _savemat_deterministic(path: str | Path, arrays: dict) -> None:
+    """``scipy.io.savemat`` without the creation time in the header, so equal data gives equal files."""
+    buffer = io.BytesIO()
+    sio.savemat(buffer, arrays, do_compression=False, oned_as="row")
+    data = bytearray(buffer.getvalue())
+    data[:116] = b"MATLAB 5.0 MAT-file, written by boxpose".ljust(116, b" ")  # the header's descriptive text
+    Path(path).write_bytes(bytes(data))
+
+
 def save_mpii_gt(path: str | Path, gt: MPIIGroundTruth) -> None:
-    """Write ``gt`` in the ``gt_valid.mat`` layout that :func:`load_mpii_gt` (and HRNet) read."""
+    """Write ``gt`` in the ``gt_valid.mat`` layout that :func:`load_mpii_gt` (and HRNet) read.
+
+    The file holds no creation time, so the same ground truth always gives the same bytes.
+    """
     names = np.empty((1, len(gt.joint_names)), dtype=object)
     names[0, :] = list(gt.joint_names)
-    sio.savemat(
-        str(path),
+    _savemat_deterministic(
+        path,
         {
             "dataset_joints": names,
             "jnt_missing": gt.missing.T.astype(np.uint8),

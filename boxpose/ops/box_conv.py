@@ -333,13 +333,15 @@ def split_coefficients(piece_weights: Tensor, split: str) -> Tensor:
         piece_weights: (C_out, P) weights of the pieces, P = 2 for "h2" (left, right) and "v2" (top,
             bottom), 4 for "q4" (top-left, top-right, bottom-left, bottom-right), 1 for "none".
     Returns:
-        (C_out, NY, NX) with coef[j] = sum over pieces of weight * (outer product of the piece's edge signs).
+        (C_out, NY, NX) in the weights' dtype, coef[j] = sum over pieces of weight * (outer product of
+        the piece's edge signs). (Elementwise products, not an einsum: autocast would run an einsum in
+        half precision.)
     """
     pieces_y, pieces_x = SPLITS[split]
-    weights = piece_weights.reshape(-1, pieces_y, pieces_x)
-    dy = _edge_signs(pieces_y, piece_weights)
-    dx = _edge_signs(pieces_x, piece_weights)
-    return torch.einsum("ap,jpq,bq->jab", dy, weights, dx)
+    weights = piece_weights.reshape(-1, 1, pieces_y, 1, pieces_x)  # (C_out, 1, P_y, 1, P_x)
+    dy = _edge_signs(pieces_y, piece_weights)[None, :, :, None, None]  # (1, NY, P_y, 1, 1)
+    dx = _edge_signs(pieces_x, piece_weights)[None, None, None, :, :]  # (1, 1, 1, NX, P_x)
+    return (dy * weights * dx).sum(dim=(2, 4))
 
 
 def _plain_coefficients(boxes: Tensor) -> Tensor:

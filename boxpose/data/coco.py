@@ -1,0 +1,251 @@
+"""COCO person keypoints (2017) for top-down training and evaluation, as SimpleBaseline/HRNet.
+
+Ground-truth persons (training, and evaluation with ground-truth boxes):
+
+- ``getAnnIds(iscrowd=False)``: crowd annotations are dropped;
+- HRNet's box cleaning: ``x1 = max(0, x)``, ``y1 = max(0, y)``, ``x2 = min(W - 1, x1 + max(0, w - 1))``,
+  ``y2 = min(H - 1, y1 + max(0, h - 1))`` (``x2`` from the *clipped* ``x1``, so a box starting left of
+  the image is shifted, not cut); kept if ``area > 0`` and ``x2 >= x1`` and ``y2 >= y1``;
+- non-person categories and persons whose keypoints are all zero are dropped;
+- visibility ``v`` in {0, 1, 2} -> ``min(v, 1)`` (labelled occluded joints are trained on);
+- box -> crop with :func:`boxpose.codec.affine.box_to_center_scale` (aspect ratio fixed to the input
+  size's, 1.25 padding).
+
+Detected persons (evaluation): a results file in the ``COCO_val2017_detections_AP_H_56_person.json``
+format, a JSON list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``; persons
+(category 1) with ``score >= det_score_thr`` are kept, in file order, no box cleaning, the score
+carried as ``meta["score"]``. Test-dev: an image-info file (``image_info_test-dev2017.json``, images
+only) with a detection file.
+
+COCO keypoint coordinates are used as they are (0-based, pixel centres on integers), as HRNet does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from boxpose.codec.affine import box_to_center_scale
+from boxpose.data.base import (
+    README_HINT,
+    AnnotationError,
+    PersonRecord,
+    TopDownDataset,
+    check_finite,
+    require_path,
+)
+from boxpose.data.pipeline import AugmentConfig
+from boxpose.keypoints import COCO as COCO_SPEC
+
+NUM_JOINTS = COCO_SPEC.num_joints
+PERSON_CATEGORY = 1
+BOX_PADDING = 1.25
+
+
+def load_coco(ann_file: str | Path) -> COCO:
+    """A pycocotools COCO object for ``ann_file``, without its progress prints."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return COCO(str(ann_file))
+        except json.JSONDecodeError as e:
+            raise AnnotationError(f"{ann_file} is not valid JSON: {e}") from None
+
+
+def clean_bbox(bbox: list[float], width: int, height: int) -> list[float] | None:
+    """HRNet's box cleaning (see the module docstring); None if the box is degenerate."""
+    x, y, w, h = bbox
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
+    if x2 >= x1 and y2 >= y1:
+        return [x1, y1, x2 - x1, y2 - y1]
+    return None
+
+
+def _image_file(image_dir: Path, info: dict) -> str:
+    return str(image_dir / info.get("file_name", f"{info['id']:012d}.jpg"))
+
+
+class COCODataset(TopDownDataset):
+    """COCO persons, from ground-truth boxes or from a person-detection results file.
+
+    Args:
+        ann_file: ``person_keypoints_{train,val}2017.json``, or for test-dev the image-info file
+            (``image_info_test-dev2017.json``, which requires ``det_file``).
+        image_dir: folder of this split's images (e.g. ``<root>/val2017``).
+        det_file: person detections for evaluation; None = ground-truth boxes.
+        det_score_thr: keep detections with ``score >= det_score_thr`` (HRNet's ``TEST.IMAGE_THRE``).
+        train, input_size, heatmap_size, sigma, augment, color_rgb, fraction, fraction_seed,
+        max_failure_fraction: see :class:`~boxpose.data.base.TopDownDataset`.
+
+    Attributes (for the COCO evaluator):
+        ann_file: the annotation file (the ground truth for ``COCOeval``).
+        image_ids: sorted ids of all images of the annotation file.
+        coco: the pycocotools ``COCO`` object.
+    """
+
+    def __init__(
+        self,
+        ann_file: str | Path,
+        image_dir: str | Path,
+        *,
+        det_file: str | Path | None = None,
+        det_score_thr: float = 0.0,
+        train: bool = False,
+        input_size: tuple[int, int] = (192, 256),
+        heatmap_size: tuple[int, int] = (48, 64),
+        sigma: float = 2.0,
+        augment: AugmentConfig | None = None,
+        color_rgb: bool = True,
+        fraction: float = 1.0,
+        fraction_seed: int = 0,
+        max_failure_fraction: float = 0.01,
+    ) -> None:
+        self.ann_file = require_path(
+            ann_file,
+            "COCO annotation file",
+            "person_keypoints_<split>2017.json (or image_info_test-dev2017.json)",
+        )
+        self.image_dir = require_path(
+            image_dir, "COCO image folder", "the split's JPEG images, e.g. val2017/", is_dir=True
+        )
+        self.coco = load_coco(self.ann_file)
+        self.image_ids = sorted(self.coco.getImgIds())
+        self.aspect_ratio = input_size[0] / input_size[1]
+        self.det_file = None
+        if det_file is not None:
+            self.det_file = require_path(
+                det_file,
+                "COCO person detection file",
+                "a JSON list of {image_id, category_id, bbox, score}, e.g. "
+                "COCO_val2017_detections_AP_H_56_person.json",
+            )
+            records = self._detection_records(det_score_thr)
+        else:
+            if "annotations" not in self.coco.dataset:
+                raise AnnotationError(
+                    f"{self.ann_file} has no annotations (an image-info file such as "
+                    "test-dev's?); pass det_file with person detections for it"
+                )
+            records = self._ground_truth_records()
+        if not records:
+            raise AnnotationError(
+                f"no persons left in {self.ann_file}"
+                + (f" with detections {self.det_file}" if self.det_file else "")
+            )
+        first = Path(records[0].image_file)
+        if not first.is_file():
+            raise FileNotFoundError(
+                f"COCO image {first.name} (image {records[0].image_id}) not found in "
+                f"{self.image_dir}; is image_dir right? {README_HINT}"
+            )
+        super().__init__(
+            records,
+            COCO_SPEC,
+            train=train,
+            input_size=input_size,
+            heatmap_size=heatmap_size,
+            sigma=sigma,
+            augment=augment,
+            color_rgb=color_rgb,
+            fraction=fraction,
+            fraction_seed=fraction_seed,
+            max_failure_fraction=max_failure_fraction,
+        )
+
+    def _ground_truth_records(self) -> list[PersonRecord]:
+        records: list[PersonRecord] = []
+        for image_id in self.image_ids:
+            info = self.coco.imgs[image_id]
+            for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, iscrowd=False)):
+                where = f"{self.ann_file} annotation id {ann.get('id', '?')} (image {image_id})"
+                bbox = np.asarray(ann.get("bbox", []), dtype=np.float64)
+                kpts = np.asarray(ann.get("keypoints", []), dtype=np.float64)
+                if bbox.shape != (4,) or kpts.shape != (3 * NUM_JOINTS,):
+                    raise AnnotationError(
+                        f"{where}: expected bbox of 4 and keypoints of {3 * NUM_JOINTS} "
+                        f"numbers, got {bbox.size} and {kpts.size}"
+                    )
+                check_finite(bbox, f"{where} bbox")
+                check_finite(kpts, f"{where} keypoints")
+                box = clean_bbox(bbox.tolist(), info["width"], info["height"])
+                if box is None or ann.get("area", 0) <= 0:
+                    continue
+                if ann.get("category_id") != PERSON_CATEGORY or kpts.max() == 0:
+                    continue
+                kpts = kpts.reshape(NUM_JOINTS, 3)
+                visible = np.minimum(kpts[:, 2], 1).astype(np.float32)
+                joints = np.where(visible[:, None] > 0, kpts[:, :2], 0.0)
+                center, scale = box_to_center_scale(box, self.aspect_ratio, BOX_PADDING)
+                records.append(
+                    PersonRecord(
+                        image_file=_image_file(self.image_dir, info),
+                        image_id=int(image_id),
+                        center=center,
+                        scale=scale,
+                        joints=joints,
+                        visible=visible,
+                        score=1.0,
+                        index=len(records),
+                    )
+                )
+        return records
+
+    def _detection_records(self, score_thr: float) -> list[PersonRecord]:
+        try:
+            dets = json.loads(self.det_file.read_text())
+        except json.JSONDecodeError as e:
+            raise AnnotationError(f"{self.det_file} is not valid JSON: {e}") from None
+        if not isinstance(dets, list):
+            raise AnnotationError(f"{self.det_file}: expected a JSON list of detections")
+        records: list[PersonRecord] = []
+        unknown = degenerate = 0
+        for i, det in enumerate(dets):
+            where = f"{self.det_file} entry {i}"
+            if not isinstance(det, dict) or not {"image_id", "category_id", "bbox", "score"} <= det.keys():
+                raise AnnotationError(f"{where}: expected a dict with image_id, category_id, bbox, score")
+            box = np.asarray(det["bbox"], dtype=np.float64)
+            if box.shape != (4,):
+                raise AnnotationError(f"{where}: bbox must have 4 numbers, got {box.size}")
+            check_finite(np.append(box, det["score"]), f"{where} bbox/score")
+            if det["category_id"] != PERSON_CATEGORY or det["score"] < score_thr:
+                continue
+            info = self.coco.imgs.get(det["image_id"])
+            if info is None:
+                unknown += 1
+                continue
+            if box[2] <= 0 or box[3] <= 0:
+                degenerate += 1
+                continue
+            center, scale = box_to_center_scale(box, self.aspect_ratio, BOX_PADDING)
+            records.append(
+                PersonRecord(
+                    image_file=_image_file(self.image_dir, info),
+                    image_id=int(det["image_id"]),
+                    center=center,
+                    scale=scale,
+                    joints=np.zeros((NUM_JOINTS, 2)),
+                    visible=np.zeros(NUM_JOINTS, np.float32),
+                    score=float(det["score"]),
+                    index=len(records),
+                )
+            )
+        if unknown and not records:
+            raise AnnotationError(
+                f"none of the detections in {self.det_file} belongs to an image of "
+                f"{self.ann_file}; do the detection and annotation files match?"
+            )
+        if unknown or degenerate:
+            warnings.warn(
+                f"{self.det_file}: dropped {unknown} detections of images not in {self.ann_file.name} "
+                f"and {degenerate} with empty boxes",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return records
