@@ -59,17 +59,19 @@ def test_eval_without_flip_test_differs(trained, tmp_path):
 
 def test_eval_rejects_a_checkpoint_of_another_joint_layout(trained, realdata):
     checkpoint, _ = trained
-    result = _cli("boxpose.evaluate", [f"checkpoint={checkpoint}", "data=coco",
-                                       f"data.root={realdata / 'coco-mini'}", "data.det_file=null"])  # fmt: skip
+    coco = [f"data.root={realdata / 'coco-mini'}", "data.det_file=null"]
+    result = _cli("boxpose.evaluate", [f"checkpoint={checkpoint}", "data=coco", *coco])
     assert result.returncode == 2
     assert "trained for 16 joints" in result.stderr and "coco" in result.stderr
 
 
 def test_eval_rejects_a_wrong_input_size(trained):
     checkpoint, data_root = trained
-    overrides = [f"checkpoint={checkpoint}", "data=synthetic_mpii", f"data.root={data_root}",
-                 "data.synthetic.num_train=16", "data.synthetic.num_val=6", "data.synthetic.image_size=[128,128]",
-                 "data.input_size=[128,128]", "data.heatmap_size=[32,32]"]  # fmt: skip
+    overrides = [
+        f"checkpoint={checkpoint}", "data=synthetic_mpii", f"data.root={data_root}",
+        "data.synthetic.num_train=16", "data.synthetic.num_val=6", "data.synthetic.image_size=[128,128]",
+        "data.input_size=[128,128]", "data.heatmap_size=[32,32]",
+    ]  # fmt: skip
     with pytest.raises(ValueError, match=r"trained at input size \[64, 64\]"):
         evaluate(compose_config("evaluate", overrides))
 
@@ -96,8 +98,13 @@ def test_predict_on_a_folder_with_a_boxes_file(trained, tmp_path):
         (folder / image.name).write_bytes(image.read_bytes())
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({images[0].name: [[10, 10, 60, 100], [50, 5, 60, 110, 0.8]]}))
-    summary = predict(compose_config("predict", [f"checkpoint={checkpoint}", f"input={folder}",
-                                                  f"boxes={boxes}", f"output_dir={tmp_path / 'out'}"]))  # fmt: skip
+    overrides = [
+        f"checkpoint={checkpoint}",
+        f"input={folder}",
+        f"boxes={boxes}",
+        f"output_dir={tmp_path / 'out'}",
+    ]
+    summary = predict(compose_config("predict", overrides))
     records = json.loads(Path(summary["predictions"]).read_text())
     assert [r["image"] for r in records] == [p.name for p in images]
     assert len(records[0]["people"]) == 2 and len(records[1]["people"]) == 1  # no boxes: the whole image

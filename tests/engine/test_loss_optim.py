@@ -24,8 +24,8 @@ def test_loss_is_half_the_masked_mean_squared_error():
 def test_loss_sums_over_stacks():
     target, weight = torch.rand(1, 2, 3, 3), torch.ones(1, 2)
     a, b = torch.rand(1, 2, 3, 3), torch.rand(1, 2, 3, 3)
-    torch.testing.assert_close(joints_mse_loss([a, b], target, weight),
-                               joints_mse_loss(a, target, weight) + joints_mse_loss(b, target, weight))  # fmt: skip
+    expected = joints_mse_loss(a, target, weight) + joints_mse_loss(b, target, weight)
+    torch.testing.assert_close(joints_mse_loss([a, b], target, weight), expected)
     with pytest.raises(ValueError, match="differ in shape"):
         joints_mse_loss(torch.rand(1, 2, 4, 4), target, weight)
 
@@ -38,7 +38,7 @@ def test_adam_has_no_weight_decay_by_default_and_boxes_never_decay():
     by_decay = {g["weight_decay"]: {id(p) for p in g["params"]} for g in decayed.param_groups}
     assert by_decay[0.01] == {id(model[0].weight)}
     assert id(model[2].boxes) in by_decay[0.0] and id(model[1].weight) in by_decay[0.0]
-    with pytest.raises(ValueError, match="optim.name must be one of"):
+    with pytest.raises(ValueError, match=r"optim\.name must be one of"):
         build_optimizer(model, "lamb")
 
 

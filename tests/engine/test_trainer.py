@@ -1,4 +1,4 @@
-"""Short CPU training runs: the loss falls, resume is exact, checkpoints, NaN and Ctrl-C handling, config errors."""
+"""Short CPU training runs: loss falls, exact resume, checkpoints, NaN and Ctrl-C handling, config errors."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_resume_inside_an_epoch_is_exact(synthetic_root, tmp_path):
 
 def test_refuses_to_overwrite_a_run_without_resume(synthetic_root, tmp_path):
     train(compose_config("train", tiny_overrides(synthetic_root, tmp_path, epochs=1)))
-    with pytest.raises(FileExistsError, match="trainer.resume=auto"):
+    with pytest.raises(FileExistsError, match=r"trainer\.resume=auto"):
         build_trainer(compose_config("train", tiny_overrides(synthetic_root, tmp_path, epochs=2)))
 
 
