@@ -36,8 +36,9 @@ from boxpose.keypoints import KeypointSpec
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
-_MEAN = torch.from_numpy(IMAGENET_MEAN)[:, None, None]
-_STD = torch.from_numpy(IMAGENET_STD)[:, None, None]
+# normalize_image computes (x / 255 - mean) / std as x * _SCALE - _OFFSET, per channel, shape (3, 1, 1).
+_SCALE = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)[:, None, None]
+_OFFSET = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)[:, None, None]
 
 ROTATION_DISTS = ("normal", "uniform")
 
@@ -229,15 +230,19 @@ class TopDownPipeline:
         }
 
 
-def color_jitter(img: torch.Tensor, strength: float, rng: np.random.Generator) -> torch.Tensor:
-    """Random brightness, contrast and saturation of a (3, H, W) float image in [0, 1] (in place)."""
-    b, c, s = rng.uniform(1 - strength, 1 + strength, size=3)
-    img.mul_(float(b))
-    gray = img.mean(dim=0, keepdim=True)
-    img.sub_(gray).mul_(float(s)).add_(gray)
+def color_jitter(img: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Random brightness, contrast and saturation of a (3, H, W) float32 image in [0, 1] (in place)."""
+    b, c, s = (np.float32(f) for f in rng.uniform(1 - strength, 1 + strength, size=3))
+    img *= b
+    gray = img.mean(axis=0, keepdims=True)
+    img -= gray
+    img *= s
+    img += gray
     mean = img.mean()
-    img.sub_(mean).mul_(float(c)).add_(mean)
-    return img.clamp_(0.0, 1.0)
+    img -= mean
+    img *= c
+    img += mean
+    return np.clip(img, 0.0, 1.0, out=img)
 
 
 def normalize_image(
@@ -249,14 +254,21 @@ def normalize_image(
     with the RGB-ordered statistics, exactly as SimpleBaseline does. ``jitter`` > 0 applies
     :func:`color_jitter` with ``rng`` before normalising. Inference code that crops images itself should
     use this function, so that it sees the same input as training.
+
+    Runs in single-threaded NumPy: it is called once per sample inside data-loader workers, where
+    torch's intra-op thread pool would compete with the training process for the same cores.
     """
     channels = image_bgr[:, :, ::-1] if color_rgb else image_bgr
-    img = torch.from_numpy(np.ascontiguousarray(channels.transpose(2, 0, 1))).float().div_(255.0)
+    img = channels.transpose(2, 0, 1).astype(np.float32)
     if jitter > 0:
         if rng is None:
             raise ValueError("colour jitter needs an rng")
+        img *= np.float32(1.0 / 255.0)
         color_jitter(img, jitter, rng)
-    return img.sub_(_MEAN).div_(_STD)
+        img *= np.float32(255.0)
+    img *= _SCALE
+    img -= _OFFSET
+    return torch.from_numpy(img)
 
 
 def denormalize_image(image: torch.Tensor, color_rgb: bool = True) -> np.ndarray:

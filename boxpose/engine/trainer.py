@@ -241,8 +241,8 @@ class Trainer:
         }
 
     def _train_epoch(self) -> dict[str, float]:
-        model, loader = self.model, self.train_loader
-        model.train()
+        loader = self.train_loader
+        self.model.train()
         start_batch = self.step_in_epoch
         sampler = getattr(loader, "batch_sampler", None)
         sampler = getattr(sampler, "sampler", None) or getattr(loader, "sampler", None)
@@ -255,7 +255,6 @@ class Trainer:
         total = (
             len(loader) if self.max_steps_per_epoch is None else min(len(loader), self.max_steps_per_epoch)
         )
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         main = distributed.is_main_process()
         bar = tqdm(
             total=total, initial=start_batch, desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False,
@@ -269,28 +268,11 @@ class Trainer:
         for batch in loader:
             if step_in_epoch >= total:
                 break
-            images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
-            target = batch["target"].to(self.device, non_blocking=True)
-            target_weight = batch["target_weight"].to(self.device, non_blocking=True)
-            lr = self.schedule.apply(self.optimizer, self.epoch, self.step)
-            with autocast(self.device, self.amp):
-                output = model(images)
-                loss = joints_mse_loss(output, target, target_weight)
-            loss_value = float(loss.detach())
-            self._check_step(loss_value)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            project_boxes_(self.plain_model)
-            self.step += 1
+            loss_value, output, target, target_weight, lr = self.train_step(batch)
             step_in_epoch += 1
             self.step_in_epoch = step_in_epoch
 
-            n = images.shape[0]
+            n = target.shape[0]
             seen += n
             window_images += n
             loss_sum += loss_value * n
@@ -323,6 +305,33 @@ class Trainer:
         if main and self.image_every and (self.epoch + 1) % self.image_every == 0 and batch is not None:
             self._log_images(batch, final_heatmaps(output).detach())
         return stats
+
+    def train_step(self, batch: dict) -> tuple[float, Any, torch.Tensor, torch.Tensor, float]:
+        """One optimizer step on a batch of the training loader, then the box projection.
+
+        Returns:
+            (loss value, model output, target heatmaps, target weights, learning rate used).
+        """
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        images = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
+        target = batch["target"].to(self.device, non_blocking=True)
+        target_weight = batch["target_weight"].to(self.device, non_blocking=True)
+        lr = self.schedule.apply(self.optimizer, self.epoch, self.step)
+        with autocast(self.device, self.amp):
+            output = self.model(images)
+            loss = joints_mse_loss(output, target, target_weight)
+        loss_value = float(loss.detach())
+        self._check_step(loss_value)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        project_boxes_(self.plain_model)
+        self.step += 1
+        return loss_value, output, target, target_weight, lr
 
     def _check_step(self, loss_value: float) -> None:
         """Stop on a non-finite loss (on every rank); take a pending Ctrl-C into account."""
