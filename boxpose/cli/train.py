@@ -160,6 +160,7 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
         image_every=int(tcfg["image_every"]),
         box_figure_every=int(tcfg["box_figure_every"]),
         max_steps_per_epoch=tcfg.get("max_steps_per_epoch"),
+        checkpoint_every=int(tcfg.get("checkpoint_every", 0)),
         config=cfg,
         model_info={
             "model_name": model_name,

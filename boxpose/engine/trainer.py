@@ -79,6 +79,8 @@ class Trainer:
         log_every: steps between TensorBoard scalar logs. image_every / box_figure_every: epochs
             between logged prediction images and learned-box figures (0 = never).
         max_steps_per_epoch: cut epochs short (quick experiments and tests).
+        checkpoint_every: also keep ``epoch_<NNN>.pt`` every this many epochs (0 = only last/best),
+            e.g. for the evolution of the learned boxes (scripts/plot_boxes.py, paper Fig. 4).
         config: the resolved configuration, stored in every checkpoint.
         model_info: model name, num_joints, input_size; stored in every checkpoint.
         progress: show tqdm progress bars.
@@ -105,6 +107,7 @@ class Trainer:
         image_every: int = 1,
         box_figure_every: int = 5,
         max_steps_per_epoch: int | None = None,
+        checkpoint_every: int = 0,
         config: dict[str, Any] | None = None,
         model_info: dict[str, Any] | None = None,
         progress: bool = True,
@@ -121,6 +124,7 @@ class Trainer:
         self.image_every = image_every
         self.box_figure_every = box_figure_every
         self.max_steps_per_epoch = max_steps_per_epoch
+        self.checkpoint_every = checkpoint_every
         self.config = config or {}
         self.model_info = model_info or {}
         self.progress = progress
@@ -384,6 +388,8 @@ class Trainer:
         self.save("last.pt")
         if improved:
             self.save("best.pt")
+        if self.checkpoint_every and self.epoch % self.checkpoint_every == 0:
+            self.save(f"epoch_{self.epoch:03d}.pt")
 
     # ------------------------------------------------------------------------------------------------
     # logging

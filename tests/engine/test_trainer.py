@@ -27,8 +27,8 @@ def _states_equal(a: dict, b: dict) -> bool:
 
 
 def test_loss_falls_and_outputs_are_written(synthetic_root, tmp_path):
-    cfg = compose_config("train", tiny_overrides(synthetic_root, tmp_path / "run", epochs=6))
-    summary = train(cfg)
+    overrides = [*tiny_overrides(synthetic_root, tmp_path / "run", epochs=6), "trainer.checkpoint_every=3"]
+    summary = train(compose_config("train", overrides))
     run = tmp_path / "run"
     history = load_checkpoint(run / "last.pt")["history"]
     losses = [h["loss"] for h in history]
@@ -41,6 +41,10 @@ def test_loss_falls_and_outputs_are_written(synthetic_root, tmp_path):
     metrics = json.loads((run / "eval" / "epoch_006" / "metrics.json").read_text())
     assert set(metrics["metrics"]) >= {"Head", "Mean", "Mean@0.1"} and metrics["split"] == "val"
     assert (run / "eval" / "epoch_006" / "pred.mat").is_file()
+    assert sorted(p.name for p in run.glob("epoch_*.pt")) == ["epoch_003.pt", "epoch_006.pt"]
+    assert load_checkpoint(run / "epoch_003.pt")["epoch"] == 3
+    last_weights = load_checkpoint(run / "last.pt")["model"]
+    assert _states_equal(load_checkpoint(run / "epoch_006.pt")["model"], last_weights)
 
 
 def test_checkpoint_is_plain_and_complete(synthetic_root, tmp_path):
