@@ -86,7 +86,7 @@ def run_one(preset: str, variant: str, seed: int, output_dir: Path, extra: list[
         "variant": variant,
         "seed": seed,
         "model": cfg["model"],
-        "epochs": cfg["schedule"]["epochs"],
+        "epochs": cfg["trainer"]["epochs"],
         "input_size": cfg["data"]["input_size"],
         "pckh": evaluation["metrics"]["Mean"],
         "metrics": evaluation["metrics"],

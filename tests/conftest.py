@@ -35,3 +35,10 @@ def realdata() -> Path:
 def _seed_torch():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """Where the tiny synthetic dataset of tests/engine/helpers.py is generated (once per session, by the
+    first test that uses it)."""
+    return tmp_path_factory.mktemp("synthetic") / "mpii"

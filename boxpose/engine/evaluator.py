@@ -147,12 +147,21 @@ class Evaluator:
             (output_dir / "metrics.json").write_text(
                 json.dumps({"metrics": result.metrics, "per_joint": result.per_joint, "files": result.files,
                             "main_metric": result.main_metric, "split": self.split, "dataset": self.kind,
-                            "num_persons": len(predictions), "flip_test": self.flip_test,
+                            "num_persons": len(predictions), "person_boxes": self._person_boxes(),
+                            "flip_test": self.flip_test,
                             "flip_shift": self.flip_shift, "decode": self.codec.decode_mode,
                             "oracle": self.oracle}, indent=2)
             )  # fmt: skip
             result.files["metrics"] = str(output_dir / "metrics.json")
         return result
+
+    def _person_boxes(self) -> str:
+        """Where the evaluated persons' crops come from, for metrics.json: COCO numbers on ground-truth
+        boxes are higher than on detections and not comparable with the papers'."""
+        if self.kind == "mpii":
+            return "annotated centre and scale"
+        det_file = getattr(self.dataset, "det_file", None)
+        return f"detections {Path(det_file).name}" if det_file else "ground truth"
 
     def _score_mpii(self, predictions: Predictions, output_dir: Path | None) -> EvaluationResult:
         preds = mpii_eval.to_mpii_convention(predictions.keypoints)  # (N, 16, 2), 1-based, GT order

@@ -44,6 +44,8 @@ def test_oracle_on_real_mpii_is_near_perfect(mpii_valid, tmp_path):
     assert result.metrics["Mean"] >= 99.0, result.table
     assert result.metrics["Mean@0.1"] >= 50.0
     assert (tmp_path / "pred.mat").is_file() and (tmp_path / "metrics.json").is_file()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["split"] == "val" and saved["num_persons"] == 5 and saved["oracle"] is True
 
 
 def test_oracle_on_real_coco_with_ground_truth_boxes_is_well_above_0_9(realdata, tmp_path):
@@ -54,6 +56,7 @@ def test_oracle_on_real_coco_with_ground_truth_boxes_is_well_above_0_9(realdata,
     result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path)
     assert result.metrics["AP"] > 0.9, result.table
     results = json.loads((tmp_path / "keypoints_results.json").read_text())
+    assert json.loads((tmp_path / "metrics.json").read_text())["person_boxes"] == "ground truth"
     assert (
         len(results) == len(dataset)
         and {"image_id", "category_id", "keypoints", "score"} <= results[0].keys()
