@@ -105,15 +105,21 @@ class BoxConv2d(nn.Module):
         """Round every corner to the integer grid of the kernel window and freeze the boxes.
 
         Afterwards the op reads one SAT value per corner (no interpolation): 4 reads per output for a
-        plain box. On a split axis the box width is made even so that the midpoint is an integer too
-        (the corner moved is the one that stays closest to its unrounded position). The piece weights
-        of split boxes stay trainable.
+        plain box. A box narrower than a pixel whose ends round to the same integer keeps one pixel (the
+        one holding its centre) instead of vanishing: the boxes are frozen afterwards, so an emptied box
+        would silence its channel for good. On a split axis the box width is made even so that the
+        midpoint is an integer too (the corner moved is the one that stays closest to its unrounded
+        position). The piece weights of split boxes stay trainable.
         """
         k = self.max_size
         a = (self.boxes.clamp(-1.0, 1.0) + 1.0) * (k / 2.0)
         raw_lo, raw_hi = a[:, 0::2], a[:, 1::2]  # (C_out, 2) columns: x, y
         lo = raw_lo.round()
         hi = torch.maximum(raw_hi.round(), lo)
+        collapsed = (hi == lo) & (raw_hi > raw_lo)
+        centre_pixel = ((raw_lo + raw_hi) / 2).floor().clamp(0, k - 1)
+        lo = torch.where(collapsed, centre_pixel, lo)
+        hi = torch.where(collapsed, centre_pixel + 1, hi)
         pieces_y, pieces_x = SPLITS[self.split]
         for axis, pieces in ((0, pieces_x), (1, pieces_y)):
             if pieces == 2:
@@ -177,10 +183,11 @@ def _even_width(raw_lo: Tensor, raw_hi: Tensor, lo: Tensor, hi: Tensor, k: int) 
     """Adjust integer corners (lo, hi) in [0, k] so that hi - lo is even, moving one corner by 1."""
     odd = (hi - lo) % 2 == 1
     inf = torch.full_like(lo, float("inf"))
-    # Candidate moves: hi + 1, lo - 1, hi - 1 (always valid when the width is odd, hence >= 1).
+    # Candidate moves: hi + 1, lo - 1, hi - 1 (always valid when the width is odd, hence >= 1). Shrinking
+    # a one-pixel box would empty it, so it is the last resort there (only when k = 1).
     cost_up = torch.where(hi + 1 <= k, (hi + 1 - raw_hi).abs(), inf)
     cost_down = torch.where(lo - 1 >= 0, (lo - 1 - raw_lo).abs(), inf)
-    cost_shrink = (hi - 1 - raw_hi).abs()
+    cost_shrink = (hi - 1 - raw_hi).abs() + torch.where(hi - lo > 1, 0.0, 1e6)
     best = torch.stack([cost_up, cost_down, cost_shrink], 1).argmin(1)
     new_hi = torch.where(odd & (best == 0), hi + 1, torch.where(odd & (best == 2), hi - 1, hi))
     new_lo = torch.where(odd & (best == 1), lo - 1, lo)

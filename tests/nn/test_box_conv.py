@@ -114,6 +114,27 @@ def test_snap_rounds_corners_freezes_and_survives_a_state_dict_round_trip(split)
     torch.testing.assert_close(fresh.boxes, layer.boxes)
 
 
+@pytest.mark.parametrize("split", ["none", "h2"])
+def test_snap_keeps_sub_pixel_boxes_alive(split):
+    layer = BoxConv2d(1, 13, boxes_per_channel=3, split=split)
+    pixels = torch.tensor([
+        [6.1, 6.3, 2.0, 9.0],    # 0.2 px wide inside pixel 6: both ends round to 6
+        [12.8, 13.0, 0.0, 13.0],  # against the right edge: keeps pixel 12
+        [4.0, 4.0, 3.0, 8.0],    # already empty: stays empty
+    ])  # fmt: skip
+    layer.boxes.data.copy_(pixels * 2 / 13 - 1)
+    layer.snap_()
+    widths = layer.boxes_in_pixels()[:, 1] - layer.boxes_in_pixels()[:, 0]
+    x_lo = layer.boxes_in_pixels()[:, 0].round()
+    if split == "none":
+        torch.testing.assert_close(widths, torch.tensor([1.0, 1.0, 0.0]), atol=1e-4, rtol=0)
+        assert x_lo[:2].tolist() == [6.0, 12.0]
+    else:  # even widths on the split axis, still not empty
+        torch.testing.assert_close(widths, torch.tensor([2.0, 2.0, 0.0]), atol=1e-4, rtol=0)
+    x = torch.rand(1, 1, 16, 16) + 0.1
+    assert (layer(x)[0, :2].abs().amax(dim=(1, 2)) > 0).all()
+
+
 def test_snap_boxes_counts_layers():
     model = torch.nn.Sequential(BoxConv2d(2, 5), torch.nn.ReLU(), BoxConv2d(2, 7))
     assert snap_boxes_(model) == 2
