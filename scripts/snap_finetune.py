@@ -183,8 +183,8 @@ def check_boxes(model: torch.nn.Module, expected: dict[str, torch.Tensor], what:
 
 
 def empty_boxes(model: torch.nn.Module) -> int:
-    """How many boxes of ``model`` have zero width or height (their output is 0; snapping a box narrower
-    than a pixel can do that)."""
+    """How many boxes of ``model`` have zero width or height (their output is 0). Snapping empties none:
+    a box narrower than a pixel keeps one pixel (:meth:`boxpose.nn.BoxConv2d.snap_`)."""
     count = 0
     for _, layer in box_conv_layers(model):
         pixels = layer.boxes_in_pixels()

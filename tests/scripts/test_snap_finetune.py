@@ -76,8 +76,10 @@ def test_report_has_the_three_accuracies_and_timings(finetuned):
         assert report["metrics"][stage]["Mean"] == value
         assert (output / "eval" / stage / "metrics.json").is_file()
     assert report["boxes"]["integer_and_unchanged_after_finetuning"] is True
-    assert 0 < report["boxes"]["max_corner_shift_px_by_snapping"] <= 0.5
+    # Rounding moves a corner by at most 1/2 px; a sub-pixel box kept at one pixel moves a corner by < 1 px.
+    assert 0 < report["boxes"]["max_corner_shift_px_by_snapping"] < 1.0
     empty = report["boxes"]["empty_boxes"]
+    assert empty["snapped"] <= empty["original"]  # snapping empties no box
     assert all(0 <= count <= report["boxes"]["frozen_corner_values"] // 4 for count in empty.values())
     cpu = report["timing"]["cpu"]
     # Each box layer is timed at the shape it sees in the model: batch 1, 64 x 64 input -> 16 x 16 maps.
