@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,15 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.engine.helpers import tiny_overrides
+from tests.scripts.helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ablation_synthetic.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("ablation_synthetic", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_help() -> None:
@@ -28,7 +21,7 @@ def test_help() -> None:
 
 
 def test_summary_orders_variants_and_measures_the_spread() -> None:
-    module = _load_script()
+    module = load_script("ablation_synthetic")
     runs = [
         {"variant": "box", "seed": 0, "pckh": 80.0},
         {"variant": "box", "seed": 1, "pckh": 78.0},
@@ -47,7 +40,7 @@ def test_summary_orders_variants_and_measures_the_spread() -> None:
 
 @pytest.mark.slow
 def test_tiny_study_end_to_end_and_resume(synthetic_root: Path, tmp_path: Path) -> None:
-    module = _load_script()
+    module = load_script("ablation_synthetic")
     # The tiny setting minus its output_dir: the script gives every run its own folder.
     tiny = tiny_overrides(synthetic_root, tmp_path, epochs=1)
     overrides = [o for o in tiny if not o.startswith("output_dir")]

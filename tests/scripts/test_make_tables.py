@@ -9,7 +9,6 @@ evaluation (``oracle/val_coco/metrics.json``, no config.yaml).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -21,6 +20,7 @@ import pytest
 import torch
 
 from boxpose.models import build_model, count_macs, count_parameters
+from tests.scripts.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "make_tables.py"
@@ -28,15 +28,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "make_tables"
 RUNS = ["mpii_boxnet", "mpii_simple_baseline_r50_imagenet", "coco_boxnet", "oracle/val_coco/metrics.json"]
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("make_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
-    spec.loader.exec_module(module)
-    return module
-
-
-mt = _load_script()
+mt = load_script("make_tables")
 
 
 @pytest.fixture(scope="module")

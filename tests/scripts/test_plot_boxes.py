@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +14,7 @@ from boxpose.engine.checkpoint import model_state_dict, save_checkpoint
 from boxpose.models import build_model
 from boxpose.nn import box_conv_layers
 from tests.engine.helpers import compose_config, tiny_overrides
+from tests.scripts.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "plot_boxes.py"
@@ -24,25 +23,7 @@ BORDER = (120, 120, 120)  # BGR colour of the kernel window's outline
 LAYER = "units.10.branch.0"  # a k = 13 layer of boxnet_tiny
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("plot_boxes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["plot_boxes"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-plot_boxes = _load_script()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the tiny tensors gain nothing from more, and OpenMP threads stall for whole
-    scheduler slices when other processes hold the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+plot_boxes = load_script("plot_boxes")
 
 
 def _save_tiny(path: Path, epoch: int, box0_px: tuple[float, float, float, float], width: int = 48) -> Path:
@@ -159,9 +140,9 @@ def test_same_indices_in_every_row_chosen_on_the_last_checkpoint(checkpoints):
     assert list(plot_boxes.select_indices(last, 1000, "first")) == list(range(len(last)))
 
 
-def test_run_directory_of_a_trained_model(tmp_path_factory, capsys):
+def test_run_directory_of_a_trained_model(tmp_path_factory, synthetic_root, capsys):
     """A real training run's folder: last.pt and best.pt of the same epoch are drawn once."""
-    root = tmp_path_factory.mktemp("synthetic") / "mpii"
+    root = synthetic_root
     run = tmp_path_factory.mktemp("trained")
     train(compose_config("train", tiny_overrides(root, run, epochs=1)))
     assert plot_boxes.main([str(run), "--layer", "all", "--n", "8"]) == 0

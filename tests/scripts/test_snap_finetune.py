@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,36 +14,19 @@ from boxpose.engine.checkpoint import load_checkpoint, load_model
 from boxpose.models import build_model
 from boxpose.nn import box_conv_layers, snap_boxes_
 from tests.engine.helpers import compose_config, tiny_overrides
+from tests.scripts.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "snap_finetune.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("snap_finetune", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["snap_finetune"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-snap_finetune = _load_script()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the tiny tensors gain nothing from more, and OpenMP threads stall for whole
-    scheduler slices when other processes hold the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+snap_finetune = load_script("snap_finetune")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained(tmp_path_factory, synthetic_root) -> Path:
     """last.pt of boxnet_tiny trained for one epoch on the tiny synthetic MPII set (64 x 64 crops)."""
-    root = tmp_path_factory.mktemp("synthetic") / "mpii"
+    root = synthetic_root
     run = tmp_path_factory.mktemp("run")
     train(compose_config("train", tiny_overrides(root, run, epochs=1)))
     return run / "last.pt"
