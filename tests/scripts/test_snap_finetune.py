@@ -38,7 +38,7 @@ def finetuned(trained, tmp_path_factory) -> tuple[Path, dict]:
     output = tmp_path_factory.mktemp("snap") / "out"
     before = sorted(p.name for p in trained.parent.rglob("*"))
     args = [str(trained), "--epochs", "1", "--output", str(output), "--device", "cpu"]
-    args += ["--timing-batch", "1", "--timing-repeats", "2", "optim.weight_decay=0.1"]
+    args += ["--timing-batch", "1", "--timing-repeats", "2", "--bn-batches", "2", "optim.weight_decay=0.1"]
     assert snap_finetune.main(args) == 0
     assert sorted(p.name for p in trained.parent.rglob("*")) == before  # the source run is not written to
     return output, json.loads((output / "snap_report.json").read_text())
@@ -48,10 +48,11 @@ def _boxes(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: layer.boxes.detach().clone() for name, layer in box_conv_layers(model)}
 
 
-def test_report_has_the_three_accuracies_and_timings(finetuned):
+def test_report_has_the_four_accuracies_and_timings(finetuned):
     output, report = finetuned
     assert report["main_metric"] == "Mean" and report["epochs"] == 1 and report["device"] == "cpu"
-    assert set(report["accuracy"]) == {"original", "snapped", "finetuned"}
+    assert set(report["accuracy"]) == {"original", "snapped", "recalibrated", "finetuned"}
+    assert report["bn_recalibration_batches"] == 2
     for stage, value in report["accuracy"].items():
         assert isinstance(value, float) and 0.0 <= value <= 100.0, stage
         assert report["metrics"][stage]["Mean"] == value
@@ -89,6 +90,16 @@ def test_finetuned_boxes_are_the_snapped_integers(finetuned, trained):
         assert torch.equal(layer.boxes, want.boxes), name
     assert all(torch.equal(a, b) for a, b in zip(_boxes(tuned).values(), _boxes(snapped).values()))
     assert not all(torch.equal(a, b) for a, b in zip(_boxes(tuned).values(), _boxes(original).values()))
+
+
+def test_recalibration_changes_only_the_batchnorm_statistics(finetuned):
+    output, _ = finetuned
+    snapped = load_checkpoint(output / "snapped.pt")["model"]
+    recalibrated = load_checkpoint(output / "recalibrated.pt")["model"]
+    assert snapped.keys() == recalibrated.keys()
+    statistics = [k for k in snapped if k.endswith(("running_mean", "running_var"))]
+    assert statistics and all(not torch.equal(snapped[k], recalibrated[k]) for k in statistics)
+    assert all(torch.equal(snapped[k], recalibrated[k]) for k in snapped if k.endswith((".weight", ".boxes")))
 
 
 def test_the_rest_of_the_network_was_fine_tuned(finetuned, trained):
