@@ -9,7 +9,8 @@ are skipped, so an interrupted study continues where it stopped; ``--fresh`` sta
 Presets (the synthetic data and the optimiser are the same; only the scale differs):
 
 - ``cpu`` (default): ``boxnet_tiny`` (36k parameters, ``model.depthwise`` = box / conv3x3 / dilated),
-  128x128 crops, batch 16, 3 epochs (lr x0.1 after 2). About 5 minutes per run on 2 idle cores.
+  128x128 crops, batch 16, 3 epochs (lr x0.1 after 2). Measured: 9-13 minutes per run with
+  ``--threads 1`` while a second study ran beside it; the 6 runs of two seeds took 33 minutes on 2 cores.
 - ``gpu``: the paper's ``boxnet`` / ``boxnet_3x3`` / ``boxnet_dilated`` at 256x256, batch 32, 30 epochs,
   bf16, on one GPU.
 
