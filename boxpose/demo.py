@@ -18,9 +18,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.evaluate import evaluate
 from boxpose.cli.train import train
 from boxpose.data.loader import build_dataset
@@ -28,11 +27,6 @@ from boxpose.engine.predictor import BOX_PADDING, Predictor
 from boxpose.viz import draw
 
 TARGET_PCKH = 70.0
-
-
-def _config(name: str, overrides: list[str]) -> dict:
-    with initialize_config_module("boxpose._configs", version_base=None):
-        return OmegaConf.to_container(compose(name, overrides=overrides), resolve=True)
 
 
 def prediction_figure(checkpoint: Path, data_cfg: dict, path: Path, images: int = 6) -> Path:
@@ -61,7 +55,7 @@ def prediction_figure(checkpoint: Path, data_cfg: dict, path: Path, images: int 
 def main(argv: list[str] | None = None) -> int:
     start = time.time()
     overrides = ["experiment=demo", *(sys.argv[1:] if argv is None else argv)]
-    cfg = _config("train", overrides)
+    cfg = compose_config("train", overrides)
     output_dir = Path(cfg["output_dir"])
     print(
         "boxpose demo: boxnet_tiny on the synthetic MPII-style dataset, on the CPU.\n"
@@ -76,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoint = output_dir / "best.pt"
     eval_dir = output_dir / "eval" / "val_flip_test"
-    result = evaluate(_config("evaluate", [f"checkpoint={checkpoint}", f"output_dir={eval_dir}",
+    result = evaluate(compose_config("evaluate", [f"checkpoint={checkpoint}", f"output_dir={eval_dir}",
                                             "evaluate.workers=0", "evaluate.flip_test=true"]))  # fmt: skip
     figure = prediction_figure(checkpoint, cfg["data"], output_dir / "predictions.png")
     mean = result["metrics"]["Mean"]

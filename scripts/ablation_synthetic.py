@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.evaluate import evaluate
 from boxpose.cli.train import train
 
@@ -51,11 +50,6 @@ PRESETS: dict[str, list[str]] = {
         "evaluate.workers=8",
     ],
 }  # fmt: skip
-
-
-def _compose(name: str, overrides: list[str]) -> dict[str, Any]:
-    with initialize_config_module("boxpose._configs", version_base=None):
-        return OmegaConf.to_container(compose(name, overrides=overrides), resolve=True)
 
 
 def run_overrides(preset: str, variant: str, seed: int, output_dir: Path, extra: list[str]) -> list[str]:
@@ -75,7 +69,7 @@ def run_one(preset: str, variant: str, seed: int, output_dir: Path, extra: list[
         return json.loads(result_file.read_text())
     overrides = run_overrides(preset, variant, seed, output_dir, extra)
     print(f"[{variant} seed {seed}] python -m boxpose.train {' '.join(overrides)}", flush=True)
-    cfg = _compose("train", overrides)
+    cfg = compose_config("train", overrides)
     if (output_dir / "last.pt").exists() and not (output_dir / "summary.json").exists():
         cfg["trainer"]["resume"] = "auto"  # an interrupted run continues exactly
     start = time.time()
@@ -83,7 +77,7 @@ def run_one(preset: str, variant: str, seed: int, output_dir: Path, extra: list[
     minutes = (time.time() - start) / 60
     device = "cuda" if preset == "gpu" else "cpu"
     evaluation = evaluate(
-        _compose("evaluate", [
+        compose_config("evaluate", [
             f"checkpoint={output_dir / 'last.pt'}", f"output_dir={output_dir / 'eval' / 'val_last_flip'}",
             f"device={device}", "evaluate.flip_test=true", f"evaluate.workers={cfg['evaluate']['workers']}",
         ])

@@ -22,9 +22,8 @@ import time
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.train import build_trainer
 
 CPU_MODELS = ["boxnet_tiny", "boxnet", "boxnet_3x3", "boxnet_dilated", "simple_baseline_r50"]
@@ -41,9 +40,7 @@ def build(model: str, args: argparse.Namespace, output_dir: str):
         f"trainer.amp={args.amp}", f"trainer.channels_last={str(args.channels_last).lower()}",
         "trainer.progress=false", "evaluate.workers=0", "run_name=bench", f"output_dir={output_dir}",
     ]  # fmt: skip
-    with initialize_config_module("boxpose._configs", version_base=None):
-        cfg = OmegaConf.to_container(compose("train", overrides=overrides), resolve=True)
-    return build_trainer(cfg)
+    return build_trainer(compose_config("train", overrides))
 
 
 def _sync(device: str) -> None:

@@ -75,13 +75,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_module
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.train import build_trainer
 from boxpose.data.loader import build_dataloader, build_dataset
 from boxpose.engine.inference import autocast, final_heatmaps
@@ -105,11 +104,6 @@ PRESETS: dict[str, list[str]] = {
         "schedule.epochs=70", "schedule.milestones=[45,60]", "evaluate.workers=8",
     ],
 }  # fmt: skip
-
-
-def _compose(name: str, overrides: list[str]) -> dict[str, Any]:
-    with initialize_config_module("boxpose._configs", version_base=None):
-        return OmegaConf.to_container(compose(name, overrides=overrides), resolve=True)
 
 
 def run_overrides(
@@ -223,11 +217,11 @@ def run_one(
         print(f"{tag} done before: {result_file}", flush=True)
         return json.loads(result_file.read_text())
     overrides = run_overrides(preset, model, fraction, output_dir, mpii_root, extra)
-    cfg = _compose("train", overrides)
+    cfg = compose_config("train", overrides)
     train_persons = build_dataset(cfg["data"], "train", train=False)  # the subset, not augmented
     if steps:
         overrides += step_budget_overrides(steps, len(train_persons), int(cfg["trainer"]["batch_size"]))
-        cfg = _compose("train", overrides)
+        cfg = compose_config("train", overrides)
     print(f"{tag} python -m boxpose.train {' '.join(overrides)}", flush=True)
     if (output_dir / "last.pt").exists():
         cfg["trainer"]["resume"] = "auto"  # an interrupted run continues exactly

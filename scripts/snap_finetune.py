@@ -64,9 +64,9 @@ from typing import Any
 
 import torch
 import torch.utils.benchmark as benchmark
-from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.evaluate import evaluate
 from boxpose.cli.train import build_trainer
 from boxpose.engine.checkpoint import (
@@ -134,9 +134,8 @@ def evaluate_config(
 ) -> dict[str, Any]:
     """``configs/evaluate.yaml`` composed for ``checkpoint``: the val split with the flip test, the other
     evaluation settings (decode, batch size, workers, ...) as the checkpoint was trained with."""
-    with initialize_config_module("boxpose._configs", version_base=None):
-        overrides = [f"checkpoint={checkpoint}", f"output_dir={output_dir}", f"device={device}"]
-        cfg = OmegaConf.to_container(compose("evaluate", overrides=overrides), resolve=True)
+    overrides = [f"checkpoint={checkpoint}", f"output_dir={output_dir}", f"device={device}"]
+    cfg = compose_config("evaluate", overrides)
     cfg["evaluate"].update({k: v for k, v in (stored.get("evaluate") or {}).items() if k in cfg["evaluate"]})
     cfg["evaluate"].update({"split": "val", "flip_test": True, "oracle": False})
     return cfg

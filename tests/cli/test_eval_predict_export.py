@@ -12,11 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.evaluate import evaluate
 from boxpose.cli.export import export
 from boxpose.cli.predict import predict
 from boxpose.cli.train import train
-from tests.engine.helpers import compose_config, tiny_overrides
+from tests.engine.helpers import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 

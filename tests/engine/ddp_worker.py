@@ -10,9 +10,10 @@ from pathlib import Path
 
 import torch
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.train import build_trainer
 from boxpose.engine import distributed
-from tests.engine.helpers import compose_config, tiny_overrides
+from tests.engine.helpers import tiny_overrides
 
 if __name__ == "__main__":
     data_root, output_dir = Path(sys.argv[1]), Path(sys.argv[2])

@@ -1,12 +1,8 @@
-"""A tiny synthetic MPII-style dataset and composed training configs for the engine tests."""
+"""The overrides of a tiny synthetic MPII-style training run (seconds on a CPU), for the tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
 
 def tiny_overrides(data_root: Path, output_dir: Path, epochs: int = 2) -> list[str]:
@@ -33,10 +29,3 @@ def tiny_overrides(data_root: Path, output_dir: Path, epochs: int = 2) -> list[s
         "run_name=test",
         f"output_dir={output_dir}",
     ]
-
-
-def compose_config(name: str, overrides: list[str]) -> dict[str, Any]:
-    """A resolved configuration from configs/<name>.yaml, as the CLI would build it."""
-    with initialize_config_module("boxpose._configs", version_base=None):
-        cfg = compose(name, overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)

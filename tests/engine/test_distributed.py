@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
 from boxpose.engine.checkpoint import load_checkpoint
-from tests.engine.helpers import compose_config, tiny_overrides
+from tests.engine.helpers import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
 from boxpose.data import COCODataset, MPIIDataset
 from boxpose.engine.evaluator import Evaluator
 from boxpose.engine.inference import predict_heatmaps
 from boxpose.evaluation.mpii import MPIIGroundTruth, load_mpii_gt, save_mpii_gt
 from boxpose.keypoints import COCO
-from tests.engine.helpers import compose_config
 
 
 @pytest.fixture(scope="module")

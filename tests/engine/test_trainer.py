@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.train import build_trainer, train
 from boxpose.engine import trainer as trainer_module
 from boxpose.engine.checkpoint import load_checkpoint
 from boxpose.engine.trainer import NonFiniteLossError
-from tests.engine.helpers import compose_config, tiny_overrides
+from tests.engine.helpers import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,9 +15,10 @@ import torch
 import yaml
 from torch import nn
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
 from boxpose.engine.checkpoint import load_checkpoint
-from tests.engine.helpers import compose_config, tiny_overrides
+from tests.engine.helpers import tiny_overrides
 from tests.scripts.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]

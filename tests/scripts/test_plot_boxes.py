@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
 from boxpose.engine.checkpoint import model_state_dict, save_checkpoint
 from boxpose.models import build_model
 from boxpose.nn import box_conv_layers
-from tests.engine.helpers import compose_config, tiny_overrides
+from tests.engine.helpers import tiny_overrides
 from tests.scripts.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
 from boxpose.engine.checkpoint import load_checkpoint, load_model
 from boxpose.models import build_model
 from boxpose.nn import box_conv_layers, snap_boxes_
-from tests.engine.helpers import compose_config, tiny_overrides
+from tests.engine.helpers import tiny_overrides
 from tests.scripts.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
