@@ -20,12 +20,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 
 from boxpose.codec.heatmap import HeatmapCodec
 from boxpose.data.base import TopDownDataset
 from boxpose.data.coco import COCODataset
+from boxpose.data.loader import build_dataloader
 from boxpose.data.mpii import MPIIDataset
 from boxpose.engine import distributed
 from boxpose.engine.inference import Predictions, run_inference
@@ -111,10 +110,9 @@ class Evaluator:
         self.in_vis_thr = in_vis_thr
         self.oracle = oracle
         self.progress = progress
-        sampler = DistributedSampler(dataset, shuffle=False) if distributed.is_distributed() else None
-        self.loader = DataLoader(
-            dataset, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
-            pin_memory=torch.cuda.is_available(), persistent_workers=False,
+        self.loader = build_dataloader(
+            dataset, batch_size, train=False, workers=workers, pin_memory=torch.cuda.is_available(),
+            persistent_workers=False, distributed=distributed.is_distributed(),
         )  # fmt: skip
 
     @property

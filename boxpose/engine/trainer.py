@@ -179,10 +179,13 @@ class Trainer:
             **self.model_info,
         }
 
-    def save(self, name: str) -> Path | None:
+    def save(self, *names: str) -> None:
+        """Write the current state to each of ``names`` in ``output_dir`` (the state is captured once)."""
         if not distributed.is_main_process():
-            return None
-        return save_checkpoint(self.output_dir / name, self.state())
+            return
+        state = self.state()
+        for name in names:
+            save_checkpoint(self.output_dir / name, state)
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
@@ -385,11 +388,12 @@ class Trainer:
             if result is not None:
                 line += f"  | val {summarize(result)}"
             log.info(line)
-        self.save("last.pt")
+        names = ["last.pt"]
         if improved:
-            self.save("best.pt")
+            names.append("best.pt")
         if self.checkpoint_every and self.epoch % self.checkpoint_every == 0:
-            self.save(f"epoch_{self.epoch:03d}.pt")
+            names.append(f"epoch_{self.epoch:03d}.pt")
+        self.save(*names)
 
     # ------------------------------------------------------------------------------------------------
     # logging
