@@ -56,19 +56,31 @@ class UnitSpec:
     stride: int = 1
 
 
+BASIC_UNIT_STYLES: tuple[str, ...] = ("shufflenetv2", "depthwise_first")
+
+
 @dataclass(frozen=True)
 class BoxNetSpec:
-    """A BoxNet stage table: the stem's width and the units in order."""
+    """A BoxNet stage table: the stem's width, the units in order and the form of the basic unit.
+
+    ``basic_unit`` is ``"shufflenetv2"`` (the published ShuffleNetV2 unit: 1x1 + BN + ReLU, depthwise +
+    BN, 1x1 + BN + ReLU on half the channels) or ``"depthwise_first"`` (the earlier reading of the
+    figure's legend: depthwise + BN, 1x1 + BN + ReLU).
+    """
 
     stem_channels: int
     units: tuple[UnitSpec, ...]
+    basic_unit: str = "shufflenetv2"
 
 
-# The paper's network, Fig. 3 read along its snake-shaped flow (docs/architecture.md, "Final layer table").
+# The paper's network: Fig. 3 with all 13 "Block" labels, read down the figure's columns
+# (docs/architecture.md, "Final layer table"). Unit 0 runs at 1/2 resolution, the rest at 1/4.
 BOXNET_SPEC = BoxNetSpec(
     stem_channels=192,
     units=(
-        UnitSpec(288, 3, stride=2),  # 1/2 -> 1/4 resolution
+        UnitSpec(192, 3),  # "Block 3x3" after the stem, at 1/2 resolution
+        UnitSpec(288, 3, stride=2),  # "Block C=288 3x3, stride 2": 1/2 -> 1/4 resolution
+        UnitSpec(288, 3),
         UnitSpec(384, 13),
         UnitSpec(384, 3),
         UnitSpec(384, 13),  # printed "k=3" in the figure, read as k = 13
@@ -82,6 +94,27 @@ BOXNET_SPEC = BoxNetSpec(
     ),
 )
 
+# The earlier reading (boxpose 0.1): 11 units (two of the figure's "Block 3x3" labels read as the
+# legend's swatches), the depthwise-first basic unit and m = 2 boxes per channel. Kept so that
+# checkpoints trained with it still load (model ``boxnet_11unit_m2``).
+BOXNET_11UNIT_SPEC = BoxNetSpec(
+    stem_channels=192,
+    units=(
+        UnitSpec(288, 3, stride=2),
+        UnitSpec(384, 13),
+        UnitSpec(384, 3),
+        UnitSpec(384, 13),
+        UnitSpec(384, 3),
+        UnitSpec(768, 3),
+        UnitSpec(768, 3),
+        UnitSpec(384, 31),
+        UnitSpec(384, 25),
+        UnitSpec(384, 25),
+        UnitSpec(384, 13),
+    ),
+    basic_unit="depthwise_first",
+)
+
 
 def scaled_spec(spec: BoxNetSpec, width: int) -> BoxNetSpec:
     """``spec`` with every width scaled so that its 384-channel stages get ``width`` channels (even widths,
@@ -93,7 +126,7 @@ def scaled_spec(spec: BoxNetSpec, width: int) -> BoxNetSpec:
         return max(2, 2 * round(channels * width / 384 / 2))
 
     units = tuple(UnitSpec(scale(u.out_channels), u.window, u.stride) for u in spec.units)
-    return BoxNetSpec(scale(spec.stem_channels), units)
+    return BoxNetSpec(scale(spec.stem_channels), units, spec.basic_unit)
 
 
 def dilation_for_window(window: int) -> int:
@@ -194,19 +227,35 @@ def concat_shuffle(a: Tensor, b: Tensor) -> Tensor:
 
 
 class BasicUnit(nn.Module):
-    """Blue block: split; half -> depthwise + BN -> 1x1 + BN + ReLU; concat with the other half; shuffle.
+    """Blue block: split the channels in half; one half goes through the branch, the other is left
+    untouched; concat; shuffle.
+
+    The branch is ShuffleNetV2's (``style="shufflenetv2"``): 1x1 + BN + ReLU -> depthwise + BN -> 1x1 +
+    BN + ReLU; or, in the earlier reading of the figure's legend (``style="depthwise_first"``),
+    depthwise + BN -> 1x1 + BN + ReLU.
 
     Shapes: (N, C, H, W) -> (N, C, H, W).
     """
 
-    def __init__(self, channels: int, window: int, kind: str, boxes_per_channel: int, split: str) -> None:
+    def __init__(
+        self,
+        channels: int,
+        window: int,
+        kind: str,
+        boxes_per_channel: int,
+        split: str,
+        style: str = "shufflenetv2",
+    ) -> None:
         super().__init__()
         if channels % 2:
             raise ValueError(f"a basic unit needs an even number of channels, got {channels}")
+        if style not in BASIC_UNIT_STYLES:
+            raise ValueError(f"basic unit style must be one of {BASIC_UNIT_STYLES}, got {style!r}")
         half = channels // 2
         depthwise, dw_channels = make_depthwise(half, window, kind, boxes_per_channel, split)
+        leading = conv1x1_bn_relu(half, half) if style == "shufflenetv2" else []
         self.branch = nn.Sequential(
-            depthwise, nn.BatchNorm2d(dw_channels), *conv1x1_bn_relu(dw_channels, half)
+            *leading, depthwise, nn.BatchNorm2d(dw_channels), *conv1x1_bn_relu(dw_channels, half)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -285,7 +334,7 @@ class BoxNet(nn.Module):
         num_joints: int,
         spec: BoxNetSpec = BOXNET_SPEC,
         depthwise: DepthwiseKind = "box",
-        boxes_per_channel: int = 2,
+        boxes_per_channel: int = 1,
         split: str = "none",
     ) -> None:
         super().__init__()
@@ -318,7 +367,9 @@ class BoxNet(nn.Module):
         channels = spec.stem_channels
         for unit in spec.units:
             if unit.out_channels == channels and unit.stride == 1:
-                units.append(BasicUnit(channels, unit.window, depthwise, boxes_per_channel, split))
+                units.append(
+                    BasicUnit(channels, unit.window, depthwise, boxes_per_channel, split, spec.basic_unit)
+                )
             else:
                 units.append(
                     ChangingUnit(
@@ -396,38 +447,38 @@ class BoxNet(nn.Module):
 
 
 @register_model
-def boxnet(num_joints: int, boxes_per_channel: int = 2, split: str = "none") -> BoxNet:
+def boxnet(num_joints: int, boxes_per_channel: int = 1, split: str = "none") -> BoxNet:
     """The paper's network (Fig. 3). Paper: 1.85M parameters, 7.7 GMACs at 256x256, 5.8 at 256x192."""
     return BoxNet(num_joints, BOXNET_SPEC, "box", boxes_per_channel, split)
 
 
 @register_model
-def boxnet_3x3(num_joints: int, boxes_per_channel: int = 2) -> BoxNet:
+def boxnet_3x3(num_joints: int, boxes_per_channel: int = 1) -> BoxNet:
     """Ablation: every box filter replaced by a 3x3 depthwise convolution. Paper: 1.87M, 7.6 GMACs."""
     return BoxNet(num_joints, BOXNET_SPEC, "conv3x3", boxes_per_channel)
 
 
 @register_model
-def boxnet_dilated(num_joints: int, boxes_per_channel: int = 2) -> BoxNet:
+def boxnet_dilated(num_joints: int, boxes_per_channel: int = 1) -> BoxNet:
     """Ablation: every box filter of max size k replaced by a 4x4 depthwise convolution with dilation
     (k - 1) / 3 (13 -> 4, 25 -> 8, 31 -> 10). Paper: 1.88M, 7.7 GMACs."""
     return BoxNet(num_joints, BOXNET_SPEC, "dilated", boxes_per_channel)
 
 
 @register_model
-def boxnet_split_h2(num_joints: int, boxes_per_channel: int = 2) -> BoxNet:
+def boxnet_split_h2(num_joints: int, boxes_per_channel: int = 1) -> BoxNet:
     """BoxNet with every box split into a left and a right half (paper, Fig. 2; 24 MACs per output)."""
     return BoxNet(num_joints, BOXNET_SPEC, "box", boxes_per_channel, "h2")
 
 
 @register_model
-def boxnet_split_v2(num_joints: int, boxes_per_channel: int = 2) -> BoxNet:
+def boxnet_split_v2(num_joints: int, boxes_per_channel: int = 1) -> BoxNet:
     """BoxNet with every box split into a top and a bottom half (paper, Fig. 2; 24 MACs per output)."""
     return BoxNet(num_joints, BOXNET_SPEC, "box", boxes_per_channel, "v2")
 
 
 @register_model
-def boxnet_split_q4(num_joints: int, boxes_per_channel: int = 2) -> BoxNet:
+def boxnet_split_q4(num_joints: int, boxes_per_channel: int = 1) -> BoxNet:
     """BoxNet with every box split into quarters (paper, Fig. 2; 36 MACs per output)."""
     return BoxNet(num_joints, BOXNET_SPEC, "box", boxes_per_channel, "q4")
 
@@ -437,12 +488,26 @@ def boxnet_tiny(
     num_joints: int,
     width: int = 48,
     depthwise: DepthwiseKind = "box",
+    boxes_per_channel: int = 1,
+    split: str = "none",
+) -> BoxNet:
+    """BoxNet with 1/8 of the channels (``width=48``: stem 24; units 24 / 36 / 48 / 96): CPU demos, tests.
+
+    ``width`` sets the channels of the 384-channel stages of the full network (the others scale along).
+    """
+    return BoxNet(num_joints, scaled_spec(BOXNET_SPEC, width), depthwise, boxes_per_channel, split)
+
+
+@register_model
+def boxnet_11unit_m2(
+    num_joints: int,
+    width: int | None = None,
+    depthwise: DepthwiseKind = "box",
     boxes_per_channel: int = 2,
     split: str = "none",
 ) -> BoxNet:
-    """BoxNet with 1/8 of the channels (``width=48``: stem 24; units 36 / 48 / 96): CPU demos and tests.
-
-    ``width`` sets the channels of the 384-channel stages of the full network (the others scale along);
-    on 2 CPU cores a training step of 32 crops of 128x128 takes about 0.5 s at width 48, 0.35 s at 32.
-    """
-    return BoxNet(num_joints, scaled_spec(BOXNET_SPEC, width), depthwise, boxes_per_channel, split)
+    """The earlier reading of Fig. 3 (boxpose 0.1's ``boxnet``): 11 units, depthwise-first basic unit,
+    m = 2 boxes per channel; 1.858M parameters, 7.58 GMACs. ``width`` scales it as ``boxnet_tiny`` does
+    (0.1's ``boxnet_tiny`` is ``width=48``); ``depthwise`` gives its ablations. For old checkpoints."""
+    spec = BOXNET_11UNIT_SPEC if width is None else scaled_spec(BOXNET_11UNIT_SPEC, width)
+    return BoxNet(num_joints, spec, depthwise, boxes_per_channel, split)
