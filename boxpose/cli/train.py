@@ -164,6 +164,7 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
         config=cfg,
         model_info={
             "model_name": model_name,
+            "model_reading": getattr(model, "reading", model_name),  # which reading of Fig. 3, for BoxNets
             "num_joints": spec.num_joints,
             "input_size": list(data_cfg["input_size"]),
             "heatmap_size": list(data_cfg["heatmap_size"]),

@@ -6,7 +6,10 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
     {"format": "boxpose-checkpoint-v1", "model": state_dict, "optimizer": ..., "scheduler": ...,
      "scaler": ..., "epoch": int (epochs completed), "step": int (optimizer steps), "step_in_epoch": int,
      "best_metric": float | None, "best_epoch": int | None, "metric_name": str, "rng": {...},
-     "config": resolved config dict, "model_name": str, "num_joints": int, "input_size": [w, h]}
+     "config": resolved config dict, "model_name": str, "model_reading": str, "num_joints": int,
+     "input_size": [w, h]}
+
+``model_reading`` (since boxpose 0.2) says which reading of the paper's Fig. 3 a BoxNet checkpoint holds.
 
 Model state dicts are saved without the ``module.`` (DistributedDataParallel) and ``_orig_mod.``
 (torch.compile) prefixes, and both are accepted when loading.
@@ -14,6 +17,7 @@ Model state dicts are saved without the ``module.`` (DistributedDataParallel) an
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -22,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 FORMAT = "boxpose-checkpoint-v1"
 _PREFIXES = ("module.", "_orig_mod.")
@@ -89,10 +95,28 @@ def model_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], strict: bool = True) -> None:
-    """Load a state dict saved with or without wrapper prefixes into a plain or wrapped model."""
-    incompatible = unwrap_model(model).load_state_dict(strip_prefixes(state_dict), strict=strict)
-    if strict and (incompatible.missing_keys or incompatible.unexpected_keys):  # pragma: no cover
-        raise RuntimeError(f"state dict mismatch: {incompatible}")
+    """Load a state dict saved with or without wrapper prefixes into a plain or wrapped model.
+
+    Raises:
+        ValueError: the state dict is of another architecture; for BoxNets the message names the reading
+            of Fig. 3 that each holds (``boxnet`` vs the earlier ``boxnet_11unit_m2``).
+    """
+    from boxpose.models.boxnet import BoxNet, reading_of_state_dict
+
+    plain = unwrap_model(model)
+    state_dict = strip_prefixes(state_dict)
+    try:
+        plain.load_state_dict(state_dict, strict=strict)
+    except RuntimeError as exc:
+        held = reading_of_state_dict(state_dict)
+        if isinstance(plain, BoxNet) and held is not None and held != plain.reading:
+            raise ValueError(
+                f"the weights are a BoxNet of another reading of Fig. 3 ({held}) than the model "
+                f"({plain.reading}): 'boxnet' is the 13-unit reading since boxpose 0.2, checkpoints of "
+                "0.1's 11-unit reading load as model 'boxnet_11unit_m2'"
+            ) from None
+        detail = (str(exc).splitlines()[1:2] or [str(exc)])[0].strip()
+        raise ValueError(f"the weights do not fit the model {type(plain).__name__}: {detail}") from exc
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -126,10 +150,14 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a training checkpoint was saved from and load its weights.
 
+    A checkpoint of boxpose 0.1's BoxNet family (written before the 13-unit reading of Fig. 3 became
+    ``boxnet``; it has no ``model_reading`` entry) is rebuilt as ``boxnet_11unit_m2``, with a warning.
+
     Returns:
         (model in eval mode on ``device``, the checkpoint dict).
     """
     from boxpose.models import build_model
+    from boxpose.models.boxnet import EARLIER_READING, earlier_reading_call, reading_of_state_dict
 
     checkpoint = load_checkpoint(path)
     config = checkpoint.get("config") or {}
@@ -139,6 +167,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise ValueError(f"{path} does not say which model it holds (no model_name / num_joints)")
     model_cfg.pop("name", None)
     model_cfg.pop("pretrained", None)  # the weights come from the checkpoint, not from ImageNet
+    earlier = earlier_reading_call(name, model_cfg)
+    held = reading_of_state_dict(strip_prefixes(checkpoint["model"]))
+    if "model_reading" not in checkpoint and earlier is not None and held and held.startswith("11 units"):
+        log.warning(
+            "%s holds boxpose 0.1's %s (the earlier 11-unit reading of Fig. 3): loading it as %s(%s)",
+            path, name, EARLIER_READING, ", ".join(f"{k}={v!r}" for k, v in earlier.items()),
+        )  # fmt: skip
+        name, model_cfg = EARLIER_READING, earlier
     model = build_model(name, num_joints=int(checkpoint["num_joints"]), **model_cfg)
-    load_model_state(model, checkpoint["model"])
+    try:
+        load_model_state(model, checkpoint["model"])
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return model.to(device).eval(), checkpoint

@@ -401,6 +401,11 @@ class BoxNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.units(self.stem(x)))
 
+    @property
+    def reading(self) -> str:
+        """Which reading of Fig. 3 this network is, in the words of :func:`reading_of_state_dict`."""
+        return describe_reading(len(self.spec.units), self.spec.basic_unit)
+
     def unit_table(self) -> list[UnitInfo]:
         """The units with their depthwise filter and the theoretical receptive field after each.
 
@@ -444,6 +449,57 @@ class BoxNet(nn.Module):
         if self.depthwise == "conv3x3":
             return f"conv3x3 m={m} (for k={window})"
         return f"dilated 4x4 d={dilation_for_window(window)} m={m} (k={window})"
+
+
+def describe_reading(num_units: int, basic_unit: str) -> str:
+    """A BoxNet layout in words, e.g. "13 units, shufflenetv2 basic unit" (the paper's network)."""
+    return f"{num_units} units, {basic_unit} basic unit"
+
+
+def reading_of_state_dict(state_dict: dict[str, Tensor]) -> str | None:
+    """The BoxNet layout a state dict holds (:func:`describe_reading`), or None if it is no BoxNet's.
+
+    Read from the keys alone: the number of ``units.<i>`` and, in the first basic unit (a ``branch``
+    rather than ``branch1``/``branch2``), whether the branch starts with a 1x1 convolution (ShuffleNetV2)
+    or with the depthwise filter (the earlier reading).
+    """
+    units: set[int] = set()
+    for key in state_dict:
+        parts = key.split(".")
+        if len(parts) > 2 and parts[0] == "units" and parts[1].isdigit():
+            units.add(int(parts[1]))
+    if not units or "stem.0.weight" not in state_dict:
+        return None
+    for index in sorted(units):
+        first = state_dict.get(f"units.{index}.branch.0.weight")
+        if f"units.{index}.branch.0.boxes" in state_dict:
+            return describe_reading(len(units), "depthwise_first")
+        if first is not None:
+            pointwise = first.shape[-2:] == (1, 1) and first.shape[1] > 1
+            return describe_reading(len(units), "shufflenetv2" if pointwise else "depthwise_first")
+    return describe_reading(len(units), "unknown")
+
+
+# boxpose 0.1's BoxNet factories, as calls of boxnet_11unit_m2 (which builds the same networks), so that
+# checkpoints trained before the 13-unit reading still load: name -> boxnet_11unit_m2 keyword arguments.
+EARLIER_READING = "boxnet_11unit_m2"
+_EARLIER_FACTORIES: dict[str, dict[str, object]] = {
+    "boxnet": {},
+    "boxnet_3x3": {"depthwise": "conv3x3"},
+    "boxnet_dilated": {"depthwise": "dilated"},
+    "boxnet_split_h2": {"split": "h2"},
+    "boxnet_split_v2": {"split": "v2"},
+    "boxnet_split_q4": {"split": "q4"},
+    "boxnet_tiny": {"width": 48},
+}
+
+
+def earlier_reading_call(name: str, kwargs: dict[str, object]) -> dict[str, object] | None:
+    """The ``boxnet_11unit_m2`` keyword arguments that build what boxpose 0.1's ``name(**kwargs)`` built,
+    or None if ``name`` was not a BoxNet factory then."""
+    if name not in _EARLIER_FACTORIES:
+        return None
+    return {"boxes_per_channel": 2, **_EARLIER_FACTORIES[name], **kwargs}
 
 
 @register_model

@@ -12,18 +12,18 @@ from boxpose.cli.info import format_info, model_info
 
 def test_model_info_and_table() -> None:
     info = model_info("boxnet", num_joints=16, input_size=(256, 192))
-    assert info["params"] == 1_857_568
+    assert info["params"] == 1_855_600
     assert info["output_size"] == [16, 64, 48]
-    assert info["receptive_field"] == 495
-    assert abs(info["gmacs"] - 5.6864) < 1e-4
+    assert info["receptive_field"] == 507
+    assert abs(info["gmacs"] - 5.7703) < 1e-4
     assert [s["name"] for s in info["stages"]][:2] == ["stem", "units.0"]
-    assert info["stages"][8]["depthwise"] == "box k=31 m=2" and info["stages"][8]["receptive_field"] == 255
+    assert info["stages"][10]["depthwise"] == "box k=31 m=1" and info["stages"][10]["receptive_field"] == 267
     table = format_info(info)
     assert (
-        "units.7" in table
-        and "box k=31 m=2" in table
-        and "1,857,568" in table
-        and "495 input pixels" in table
+        "units.9" in table
+        and "box k=31 m=1" in table
+        and "1,855,600" in table
+        and "507 input pixels" in table
     )
     baseline = model_info("simple_baseline_r50", num_joints=17, convention="exact", pretrained=None)
     assert baseline["receptive_field"] is None and abs(baseline["gmacs"] - 7.235) < 2e-3
@@ -51,9 +51,9 @@ def test_cli_last_line_is_json(tmp_path: Path) -> None:
     assert summary["model"] == "boxnet_tiny"
     assert summary["input_size"] == [64, 48] and summary["num_joints"] == 16
     assert summary["output_size"] == [16, 16, 12]
-    assert summary["params"] == 36_406 and summary["convention"] == "hrnet"
-    assert summary["kwargs"] == {"width": 48, "depthwise": "box", "boxes_per_channel": 2, "split": "none"}
-    assert any(line.startswith("units.10") for line in lines)
+    assert summary["params"] == 35_656 and summary["convention"] == "hrnet"
+    assert summary["kwargs"] == {"width": 48, "depthwise": "box", "boxes_per_channel": 1, "split": "none"}
+    assert any(line.startswith("units.12") for line in lines)
     assert list(tmp_path.iterdir()) == []  # no outputs/, .hydra/ or log file left behind
 
 

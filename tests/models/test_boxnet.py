@@ -12,7 +12,9 @@ from torch import nn
 
 from boxpose.models import build_model
 from boxpose.models.boxnet import (
+    BOXNET_11UNIT_SPEC,
     BOXNET_SPEC,
+    BasicUnit,
     BoxNet,
     BoxNetSpec,
     DilatedDepthwise4x4,
@@ -45,36 +47,78 @@ def test_layer_structure() -> None:
     model = build_model("boxnet", num_joints=17)
     assert isinstance(model, BoxNet)
     layers = box_conv_layers(model)
-    # Box units: 3 basic (one box layer) x 4 + 2 changing (two box layers each).
+    # Box units: 4 basic (one box layer, after the leading 1x1) + 2 changing (two box layers each).
     assert [name for name, _ in layers] == [
-        "units.1.branch1.0",
-        "units.1.branch2.3",
-        "units.3.branch.0",
-        "units.7.branch1.0",
-        "units.7.branch2.3",
-        "units.8.branch.0",
-        "units.9.branch.0",
-        "units.10.branch.0",
+        "units.3.branch1.0",
+        "units.3.branch2.3",
+        "units.5.branch.3",
+        "units.9.branch1.0",
+        "units.9.branch2.3",
+        "units.10.branch.3",
+        "units.11.branch.3",
+        "units.12.branch.3",
     ]
     assert [layer.max_size for _, layer in layers] == [13, 13, 13, 31, 31, 25, 25, 13]
-    assert all(layer.boxes_per_channel == 2 for _, layer in layers)
+    assert all(layer.boxes_per_channel == 1 for _, layer in layers)
+    # One box per channel (Sec. 3.2): 288 + 192 + 192 + 768 + 192 + 3 x 192 box filters.
+    assert sum(layer.boxes.shape[0] for _, layer in layers) == 2208
     dilated = build_model("boxnet_dilated", num_joints=17)
     convs = [m.conv for m in dilated.modules() if isinstance(m, DilatedDepthwise4x4)]
     assert [c.dilation[0] for c in convs] == [4, 4, 4, 10, 10, 8, 8, 4]
     assert not box_conv_layers(build_model("boxnet_3x3", num_joints=17))
 
 
+def test_basic_unit_styles() -> None:
+    """ShuffleNetV2's basic unit (1x1, depthwise, 1x1) and the earlier depthwise-first reading."""
+    unit = BasicUnit(8, 3, "box", 1, "none")
+    assert [type(m).__name__ for m in unit.branch] == [
+        "Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "Conv2d", "BatchNorm2d", "ReLU",
+    ]  # fmt: skip
+    assert unit.branch[3].groups == 4  # depthwise on the half
+    earlier = BasicUnit(8, 13, "box", 2, "none", style="depthwise_first")
+    assert [type(m).__name__ for m in earlier.branch] == [
+        "BoxConv2d",
+        "BatchNorm2d",
+        "Conv2d",
+        "BatchNorm2d",
+        "ReLU",
+    ]
+    with pytest.raises(ValueError, match="style"):
+        BasicUnit(8, 3, "box", 1, "none", style="shufflenet")
+
+
+def test_earlier_reading_is_boxpose_0_1s_network() -> None:
+    model = build_model("boxnet_11unit_m2", num_joints=17)
+    assert model.spec == BOXNET_11UNIT_SPEC and len(model.units) == 11
+    assert [u.receptive_field for u in model.unit_table()] == [
+        7,
+        55,
+        63,
+        111,
+        119,
+        127,
+        135,
+        255,
+        351,
+        447,
+        495,
+    ]
+    assert all(layer.boxes_per_channel == 2 for _, layer in box_conv_layers(model))
+    assert build_model("boxnet_11unit_m2", num_joints=4, width=48).spec.stem_channels == 24
+
+
 def test_receptive_fields() -> None:
     model = build_model("boxnet", num_joints=17)
     table = model.unit_table()
-    assert [u.receptive_field for u in table] == [7, 55, 63, 111, 119, 127, 135, 255, 351, 447, 495]
-    assert [u.kind for u in table][:3] == ["changing", "changing", "basic"]
-    assert table[7].depthwise == "box k=31 m=2"
-    assert model.receptive_field() == 495
+    # Units 0 and 1's depthwise filters run at 1/2 resolution (2 input pixels per feature pixel).
+    assert [u.receptive_field for u in table] == [7, 11, 19, 67, 75, 123, 131, 139, 147, 267, 363, 459, 507]
+    assert [u.kind for u in table][:4] == ["basic", "changing", "basic", "changing"]
+    assert table[9].depthwise == "box k=31 m=1"
+    assert model.receptive_field() == 507
     dilated = build_model("boxnet_dilated", num_joints=17)
-    assert dilated.receptive_field() == 495  # a 4x4 kernel with dilation (k - 1) / 3 spans k pixels
-    assert dilated.unit_table()[7].depthwise == "dilated 4x4 d=10 m=2 (k=31)"
-    assert build_model("boxnet_3x3", num_joints=17).receptive_field() == 7 + 10 * 2 * 4
+    assert dilated.receptive_field() == 507  # a 4x4 kernel with dilation (k - 1) / 3 spans k pixels
+    assert dilated.unit_table()[9].depthwise == "dilated 4x4 d=10 m=1 (k=31)"
+    assert build_model("boxnet_3x3", num_joints=17).receptive_field() == 3 + 2 * 2 * 2 + 11 * 2 * 4
 
 
 def test_receptive_field_matches_the_gradient_support() -> None:
@@ -132,7 +176,7 @@ def test_invalid_tables_and_arguments() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"depthwise": "conv3x3"}, {"depthwise": "dilated"}, {"split": "q4", "boxes_per_channel": 1}],
+    [{}, {"depthwise": "conv3x3"}, {"depthwise": "dilated"}, {"split": "q4", "boxes_per_channel": 2}],
 )
 def test_forward_backward_and_projection(kwargs: dict) -> None:
     model = tiny(**kwargs).train()
@@ -214,9 +258,12 @@ def test_torch_compile_training_step() -> None:
 
 
 def test_spec_table_is_the_documented_one() -> None:
-    assert BOXNET_SPEC.stem_channels == 192
+    """docs/architecture.md, "Final layer table": the 13 Block labels of Fig. 3 in flow order."""
+    assert BOXNET_SPEC.stem_channels == 192 and BOXNET_SPEC.basic_unit == "shufflenetv2"
     assert [(u.out_channels, u.window, u.stride) for u in BOXNET_SPEC.units] == [
+        (192, 3, 1),
         (288, 3, 2),
+        (288, 3, 1),
         (384, 13, 1),
         (384, 3, 1),
         (384, 13, 1),
@@ -234,7 +281,8 @@ def test_scaled_spec_and_tiny_widths() -> None:
     assert scaled_spec(BOXNET_SPEC, 384) == BOXNET_SPEC
     tiny_spec = scaled_spec(BOXNET_SPEC, 48)
     assert tiny_spec.stem_channels == 24
-    assert sorted({u.out_channels for u in tiny_spec.units}) == [36, 48, 96]
+    assert sorted({u.out_channels for u in tiny_spec.units}) == [24, 36, 48, 96]
+    assert tiny_spec.basic_unit == BOXNET_SPEC.basic_unit
     assert [u.window for u in tiny_spec.units] == [u.window for u in BOXNET_SPEC.units]
     assert tiny().spec == tiny_spec and tiny(width=32).spec.stem_channels == 16
     with pytest.raises(ValueError, match="even"):

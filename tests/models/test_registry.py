@@ -10,6 +10,7 @@ from boxpose.models.hourglass import StackedHourglass
 
 ALL_MODELS = [
     "boxnet",
+    "boxnet_11unit_m2",
     "boxnet_3x3",
     "boxnet_dilated",
     "boxnet_split_h2",
