@@ -302,8 +302,7 @@ def count_model(model_cfg: dict[str, Any], num_joints: int, input_size: tuple[in
     if cache_key not in _COUNTS:
         with torch.device("meta"):
             model = build_model(model_cfg["name"], num_joints=num_joints, **kwargs)
-        width, height = input_size
-        _COUNTS[cache_key] = (count_parameters(model), count_macs(model, (height, width)).giga)
+        _COUNTS[cache_key] = (count_parameters(model), count_macs(model, tuple(input_size)).giga)
     return _COUNTS[cache_key]
 
 

@@ -31,7 +31,7 @@ EXACT_PARAMS = {
     "hourglass8": 25_437_960,
 }
 
-# Exact MACs (HRNet convention) at 256x256 and 256x192.
+# Exact MACs (HRNet convention) at 256x256 and 256x192 (height x width, as the paper writes it).
 EXACT_MACS = {
     "boxnet": (8_142_520_320, 6_106_890_240),
     "boxnet_3x3": (8_015_904_768, 6_011_928_576),
@@ -72,7 +72,7 @@ def test_parameter_counts_for_mpii() -> None:
 def test_exact_macs(name: str) -> None:
     model = meta_model(name)
     assert count_macs(model, (256, 256)).total == EXACT_MACS[name][0]
-    assert count_macs(model, (256, 192)).total == EXACT_MACS[name][1]
+    assert count_macs(model, (192, 256)).total == EXACT_MACS[name][1]
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
@@ -87,7 +87,7 @@ def test_within_two_percent_of_the_paper(name: str) -> None:
         model = meta_model(name, post_residual=False)
     assert count_macs(model, (256, 256)).giga == pytest.approx(gmacs_256, rel=0.02)
     if gmacs_192 is not None:
-        assert count_macs(model, (256, 192)).giga == pytest.approx(gmacs_192, rel=0.02)
+        assert count_macs(model, (192, 256)).giga == pytest.approx(gmacs_192, rel=0.02)
 
 
 def test_published_rounding_of_the_baselines() -> None:
@@ -95,27 +95,28 @@ def test_published_rounding_of_the_baselines() -> None:
     and the hourglass's 19.1 / 14.3 G (without the post-hourglass residual)."""
     sb = meta_model("simple_baseline_r50")
     assert round(count_macs(sb, (256, 256)).giga, 1) == 12.0
-    assert int(count_macs(sb, (256, 192)).giga * 10) / 10 == 8.9
+    assert int(count_macs(sb, (192, 256)).giga * 10) / 10 == 8.9
     hg = meta_model("hourglass8", post_residual=False)
     assert round(count_macs(hg, (256, 256)).giga, 1) == 19.1
-    assert round(count_macs(hg, (256, 192)).giga, 1) == 14.3
+    assert round(count_macs(hg, (192, 256)).giga, 1) == 14.3
     # The exact convention (true deconvolution cost, decimal giga) is what mmpose reports: 5.4 G.
-    assert count_macs(sb, (256, 192), "exact").giga == pytest.approx(5.426, abs=0.001)
+    assert count_macs(sb, (192, 256), "exact").giga == pytest.approx(5.426, abs=0.001)
 
 
 def test_box_op_macs_by_hand() -> None:
     layer = BoxConv2d(4, 5, boxes_per_channel=2)
-    x = (1, 4, 6, 7)  # one image, 4 channels, 6 x 7 pixels -> 8 outputs per pixel
+    x = (1, 4, 6, 7)  # one image, 4 channels, 6 x 7 pixels (H x W) -> 8 outputs per pixel
+    size = (7, 6)  # (W, H)
     outputs = 8 * 6 * 7
-    assert count_macs(_Wrap(layer, x[1]), x[2:]).total == 16 * outputs  # 4 corners x 4 bilinear samples
+    assert count_macs(_Wrap(layer, x[1]), size).total == 16 * outputs  # 4 corners x 4 bilinear samples
     for split, samples in (("h2", 24), ("v2", 24), ("q4", 36)):
         split_layer = BoxConv2d(4, 5, boxes_per_channel=2, split=split)
-        macs = count_macs(_Wrap(split_layer, 4), x[2:])
+        macs = count_macs(_Wrap(split_layer, 4), size)
         # 6 (h2, v2) or 9 (q4) corners x 4 samples; combining the piece weights into the corner
         # coefficients (once per layer, elementwise) costs no multiply-accumulates per output.
         assert macs.by_op == {"boxpose.box_filter": samples * outputs}
     layer.snap_()
-    assert count_macs(_Wrap(layer, 4), x[2:]).by_op == {"boxpose.box_filter": 4 * outputs}
+    assert count_macs(_Wrap(layer, 4), size).by_op == {"boxpose.box_filter": 4 * outputs}
 
 
 class _Wrap(nn.Module):
@@ -164,10 +165,19 @@ def test_counting_leaves_the_model_alone() -> None:
     assert all(torch.equal(before[k], after[k]) and after[k].device.type == "cpu" for k in before)
 
 
+def test_input_size_is_width_then_height() -> None:
+    """(W, H) as data.input_size: a 192-wide, 256-high image gives 64 x 48 (H x W) heatmaps."""
+    model = build_model("boxnet_tiny", num_joints=3)
+    summary = summarize(model, (192, 256))
+    assert summary.output_shape == (3, 64, 48) and summary.macs.input_size == (192, 256)
+    with pytest.raises(ValueError, match=r"input_size must be two positive integers \(W, H\)"):
+        count_macs(model, (256,))
+
+
 def test_summary_rows_add_up() -> None:
     model = meta_model("boxnet")
     assert stage_names(model) == ["stem", *[f"units.{i}" for i in range(11)], "head"]
-    summary = summarize(model, (256, 192))
+    summary = summarize(model, (192, 256))
     assert summary.output_shape == (17, 64, 48)
     assert sum(row.params for row in summary.stages) == summary.params
     assert sum(row.macs for row in summary.stages) == summary.macs.total
