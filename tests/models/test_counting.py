@@ -11,6 +11,7 @@ from boxpose.models import build_model
 from boxpose.models.boxnet import BoxNet, BoxNetSpec, UnitSpec
 from boxpose.models.counting import count_macs, count_parameters, stage_names, summarize
 from boxpose.nn import BoxConv2d, snap_boxes_
+from boxpose.paper import PAPER as PAPER_TABLES
 
 
 def meta_model(name: str, num_joints: int = 17, **kwargs) -> nn.Module:
@@ -40,13 +41,15 @@ EXACT_MACS = {
     "hourglass8": (27_455_913_984, 20_591_935_488),
 }
 
-# The paper's Tables 1-2: (params in M, GMACs at 256x256, GMACs at 256x192).
+# The paper's Tables 1-2 (boxpose.paper): (params in M, GMACs at 256x256, GMACs at 256x192 or None).
 PAPER = {
-    "boxnet": (1.85, 7.7, 5.8),
-    "boxnet_3x3": (1.87, 7.6, None),
-    "boxnet_dilated": (1.88, 7.7, None),
-    "simple_baseline_r50": (34.0, 12.0, 8.9),
-    "hourglass8": (25.1, 19.1, 14.3),
+    name: (
+        row.params_m,
+        row.gflops,
+        PAPER_TABLES[2][(name, False)].gflops if (name, False) in PAPER_TABLES[2] else None,
+    )
+    for (name, imagenet), row in PAPER_TABLES[1].items()
+    if not imagenet
 }
 
 
