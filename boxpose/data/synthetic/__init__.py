@@ -58,6 +58,8 @@ Modules, by concern::
 """
 
 from boxpose.data.synthetic.annotate import (
+    HEADBOX_HALF_SIDE,
+    JOINT_PARTS,
     coco_annotations,
     inside_image,
     joint_visibility,
@@ -74,7 +76,7 @@ from boxpose.data.synthetic.body import (
     make_person,
     sample_body,
 )
-from boxpose.data.synthetic.canvas import Canvas
+from boxpose.data.synthetic.canvas import LABELS_PER_PERSON, OCCLUDER_LABEL, PART_ID, PARTS, Canvas
 from boxpose.data.synthetic.params import GENERATOR_VERSION, SyntheticParams
 from boxpose.data.synthetic.render import Scene, draw_person, render_scene
 from boxpose.data.synthetic.write import KINDS, MARKER_FILE, SPLIT_CODES, ensure_synthetic, generate_synthetic
@@ -83,8 +85,14 @@ __all__ = [
     "BODY_JOINTS",
     "FACE_JOINTS",
     "GENERATOR_VERSION",
+    "HEADBOX_HALF_SIDE",
+    "JOINT_PARTS",
     "KINDS",
+    "LABELS_PER_PERSON",
     "MARKER_FILE",
+    "OCCLUDER_LABEL",
+    "PARTS",
+    "PART_ID",
     "SPLIT_CODES",
     "Canvas",
     "J",
