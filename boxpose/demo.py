@@ -22,8 +22,9 @@ import numpy as np
 from boxpose.cli.config import compose_config
 from boxpose.cli.evaluate import evaluate
 from boxpose.cli.train import train
+from boxpose.codec.affine import center_scale_to_box
 from boxpose.data.loader import build_dataset
-from boxpose.engine.predictor import BOX_PADDING, Predictor
+from boxpose.engine.predictor import Predictor
 from boxpose.viz import draw
 
 TARGET_PCKH = 70.0
@@ -40,9 +41,7 @@ def prediction_figure(checkpoint: Path, data_cfg: dict, path: Path, images: int 
     for image_file, records in list(by_image.items())[:images]:
         image = cv2.imread(image_file)
         # Each person's box is the one whose padded crop is the dataset's (centre, scale).
-        boxes = np.array(
-            [[*(r.center - r.scale / BOX_PADDING / 2), *(r.scale / BOX_PADDING)] for r in records]
-        )
+        boxes = np.array([center_scale_to_box(r.center, r.scale) for r in records])
         keypoints = predictor.predict(image, boxes)
         tiles.append(draw.draw_people(image, list(keypoints), predictor.spec, score_threshold=0.2))
     figure = draw.put_title(

@@ -9,6 +9,7 @@ Joint indices are 0-based throughout boxpose.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,15 @@ import numpy as np
 _LEFT = (255, 128, 0)  # blue-ish
 _RIGHT = (0, 128, 255)  # orange
 _CENTRE = (0, 200, 0)  # green
+
+
+def flip_permutation(num_joints: int, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
+    """(num_joints,) int index array ``perm`` with ``flipped_joints = joints[perm]`` after a horizontal
+    flip: the identity with each (left, right) pair swapped."""
+    perm = np.arange(num_joints)
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
 
 
 @dataclass(frozen=True)
@@ -53,10 +63,7 @@ class KeypointSpec:
 
     def flip_permutation(self) -> np.ndarray:
         """Index array ``perm`` with ``flipped_joints = joints[perm]`` after a horizontal flip."""
-        perm = np.arange(self.num_joints)
-        for a, b in self.flip_pairs:
-            perm[a], perm[b] = b, a
-        return perm
+        return flip_permutation(self.num_joints, self.flip_pairs)
 
     def index(self, joint_name: str) -> int:
         return self.joint_names.index(joint_name)

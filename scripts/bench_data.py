@@ -21,19 +21,17 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
+from boxpose.cli.config import compose_config
 from boxpose.data import build_dataloader, build_dataset
 from boxpose.data.synthetic import MARKER_FILE
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
 
 def load_data_config(name: str, overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose(config_name=None, overrides=[f"+data={name}", *overrides])
-    return OmegaConf.to_container(cfg.data, resolve=True)
+    """The ``data`` block of the training config with ``data=<name>`` and ``overrides``, as
+    ``boxpose-train data=<name> <overrides>`` would read it. (``run_name`` is set because its default
+    interpolates Hydra's runtime choices, which exist only under ``@hydra.main``.)"""
+    return compose_config("train", [f"data={name}", "run_name=bench_data", *overrides])["data"]
 
 
 def time_loader(dataset, batch_size: int, workers: int, batches: int, warmup: int) -> dict:

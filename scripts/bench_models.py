@@ -58,8 +58,9 @@ def _setup(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=memory_format)
-    target = torch.rand(batch, num_joints, size[0] // 4, size[1] // 4, device=device)
+    width, height = size  # input_size order, as data.input_size
+    x = torch.randn(batch, 3, height, width, device=device).contiguous(memory_format=memory_format)
+    target = torch.rand(batch, num_joints, height // 4, width // 4, device=device)
     return model, optimizer, x, target
 
 
@@ -126,12 +127,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list_models())
     parser.add_argument("--num-joints", type=int, default=17)
     parser.add_argument("--cuda-batch", type=int, default=64)
-    parser.add_argument("--cuda-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    parser.add_argument("--cuda-size", type=int, nargs=2, default=[256, 256], metavar=("W", "H"))
     parser.add_argument("--cuda-warmup", type=int, default=10)
     parser.add_argument("--cuda-iters", type=int, default=30)
     parser.add_argument("--skip-cuda", action="store_true", help="CPU setting only, even with a GPU")
     parser.add_argument("--cpu-batch", type=int, default=8)
-    parser.add_argument("--cpu-size", type=int, nargs=2, default=[128, 128], metavar=("H", "W"))
+    parser.add_argument("--cpu-size", type=int, nargs=2, default=[128, 128], metavar=("W", "H"))
     parser.add_argument("--cpu-warmup", type=int, default=1)
     parser.add_argument("--cpu-iters", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

@@ -41,89 +41,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from boxpose.data.mpii import NUM_JOINTS
-from boxpose.evaluation.mpii import MPIIGroundTruth, save_mpii_gt
-
-
-def _items(value) -> list:
-    """The elements of a MATLAB struct array / cell as read by loadmat(squeeze_me=True): [] if empty."""
-    if value is None:
-        return []
-    if isinstance(value, np.ndarray):
-        return list(value.ravel())
-    return [value]
-
-
-def _field(obj, name: str):
-    """Field ``name`` of a MATLAB struct, or None if absent or empty."""
-    value = getattr(obj, name, None)
-    if value is None or (isinstance(value, np.ndarray) and value.size == 0):
-        return None
-    return value
-
-
-def _number(value) -> float | None:
-    if value is None:
-        return None
-    arr = np.asarray(value, dtype=np.float64).ravel()
-    return float(arr[0]) if arr.size else None
-
-
-def read_release(mat_path: Path) -> dict:
-    """Persons and image flags of ``mpii_human_pose_v1_u12_1.mat``.
-
-    Returns:
-        {"images": [name per annolist entry], "img_train": (N,) int, "single_person": [set of 1-based
-        rect indices per image], "persons": {(img 1-based, rect 1-based): person dict}} where a person dict
-        has center [x, y] or None, scale or None, joints (16, 2), joints_vis (16,) int, headbox (2, 2) or
-        None, all in the file's 1-based coordinates.
-    """
-    mat = scipy.io.loadmat(str(mat_path), struct_as_record=False, squeeze_me=True)
-    if "RELEASE" not in mat:
-        raise ValueError(f"{mat_path} has no RELEASE struct; is it mpii_human_pose_v1_u12_1.mat?")
-    release = mat["RELEASE"]
-    annolist = _items(release.annolist)
-    img_train = np.atleast_1d(np.asarray(release.img_train, dtype=np.int64)).ravel()
-    if len(img_train) != len(annolist):
-        raise ValueError(f"{mat_path}: img_train has {len(img_train)} entries for {len(annolist)} images")
-    singles = [
-        {int(v) for v in np.atleast_1d(np.asarray(s, dtype=np.int64)).ravel()}
-        for s in _items(getattr(release, "single_person", None))
-    ]
-    singles += [set()] * (len(annolist) - len(singles))
-
-    images, persons = [], {}
-    for i, anno in enumerate(annolist, start=1):
-        image = _field(anno, "image")
-        images.append(str(_field(image, "name")) if image is not None else "")
-        for p, rect in enumerate(_items(_field(anno, "annorect")), start=1):
-            objpos = _field(rect, "objpos")
-            center = None
-            if objpos is not None and _field(objpos, "x") is not None:
-                center = [_number(_field(objpos, "x")), _number(_field(objpos, "y"))]
-            joints = np.full((NUM_JOINTS, 2), -1.0)
-            vis = np.zeros(NUM_JOINTS, dtype=np.int64)
-            annopoints = _field(rect, "annopoints")
-            points = _items(_field(annopoints, "point")) if annopoints is not None else []
-            for pt in points:
-                j = int(_number(_field(pt, "id")))
-                joints[j] = [_number(_field(pt, "x")), _number(_field(pt, "y"))]
-                vis[j] = 1
-            headbox = None
-            if _field(rect, "x1") is not None:
-                headbox = [
-                    [_number(_field(rect, "x1")), _number(_field(rect, "y1"))],
-                    [_number(_field(rect, "x2")), _number(_field(rect, "y2"))],
-                ]
-            persons[(i, p)] = {
-                "center": center,
-                "scale": _number(_field(rect, "scale")),
-                "joints": joints,
-                "joints_vis": vis,
-                "headbox": headbox,
-                "has_points": bool(points),
-            }
-    return {"images": images, "img_train": img_train, "single_person": singles, "persons": persons}
+from boxpose.evaluation.mpii import MPIIGroundTruth, MPIIReleaseRect, read_mpii_release, save_mpii_gt
 
 
 def read_split(path: Path) -> list[tuple[int, int]]:
@@ -149,30 +67,36 @@ def read_split(path: Path) -> list[tuple[int, int]]:
     return pairs
 
 
-def _entry(image: str, person: dict, with_joints: bool = True) -> dict:
-    entry = {"image": image, "center": person["center"], "scale": person["scale"]}
+def _entry(image: str, person: MPIIReleaseRect, with_joints: bool = True) -> dict:
+    entry = {"image": image, "center": list(person.objpos), "scale": person.scale}
     if with_joints:
-        entry["joints"] = person["joints"].tolist()
-        entry["joints_vis"] = person["joints_vis"].tolist()
+        entry["joints"] = person.joints.tolist()
+        entry["joints_vis"] = person.joints_vis.tolist()
     return entry
 
 
 def convert(mat_path: Path, split_path: Path, out_dir: Path, test_all: bool = False) -> dict[str, int]:
     """Write train/valid/trainval/test JSON and gt_valid.mat into ``out_dir``; return the counts."""
-    release = read_release(mat_path)
-    images, persons, img_train = release["images"], release["persons"], release["img_train"]
+    release = read_mpii_release(mat_path)
+    images, img_train = release.image_names, release.img_train
+    # (image, person), both 1-based -> the annorect entry
+    persons = {
+        (i, p): rect
+        for i, rects in enumerate(release.annorects, start=1)
+        for p, rect in enumerate(rects, start=1)
+    }
     valid_pairs = read_split(split_path)
     for pair in valid_pairs:
         person = persons.get(pair)
-        if person is None or not person["has_points"] or person["center"] is None or person["scale"] is None:
+        if person is None or not person.has_points or person.objpos is None or person.scale is None:
             raise ValueError(
                 f"validation person {pair} (1-based image, person) is not an annotated person of "
                 f"{mat_path}; does the split file belong to this release?"
             )
     valid_images = {i for i, _ in valid_pairs}
 
-    def usable(person: dict) -> bool:
-        return person["has_points"] and person["center"] is not None and (person["scale"] or 0) > 0
+    def usable(person: MPIIReleaseRect) -> bool:
+        return person.has_points and person.objpos is not None and (person.scale or 0) > 0
 
     valid = [_entry(images[i - 1], persons[(i, p)]) for i, p in valid_pairs]
     train = [
@@ -184,21 +108,21 @@ def convert(mat_path: Path, split_path: Path, out_dir: Path, test_all: bool = Fa
         _entry(images[i - 1], person, with_joints=False)
         for (i, p), person in persons.items()
         if img_train[i - 1] == 0
-        and person["center"] is not None
-        and (person["scale"] or 0) > 0
-        and (test_all or p in release["single_person"][i - 1])
+        and person.objpos is not None
+        and (person.scale or 0) > 0
+        and (test_all or p in release.single_person[i - 1])
     ]
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in (("train", train), ("valid", valid), ("trainval", train + valid), ("test", test)):
         (out_dir / f"{name}.json").write_text(json.dumps(data))
-    joints = np.array([persons[pair]["joints"] for pair in valid_pairs]) - 1.0
-    visible = np.array([persons[pair]["joints_vis"] for pair in valid_pairs]) > 0
+    joints = np.array([persons[pair].joints for pair in valid_pairs]) - 1.0
+    visible = np.array([persons[pair].joints_vis for pair in valid_pairs]) > 0
     headboxes = []
     for pair in valid_pairs:
-        if persons[pair]["headbox"] is None:
+        if persons[pair].headbox is None:
             raise ValueError(f"validation person {pair} has no head box (x1, y1, x2, y2) in {mat_path}")
-        headboxes.append(persons[pair]["headbox"])
+        headboxes.append(persons[pair].headbox)
     save_mpii_gt(
         out_dir / "gt_valid.mat", MPIIGroundTruth.from_zero_based(joints, visible, np.array(headboxes) - 1.0)
     )

@@ -1,11 +1,12 @@
 """``boxpose-info``: a model's parameters, MACs per stage, output size and receptive fields.
 
-    boxpose-info model=boxnet input_size=[256,192] num_joints=17
+    boxpose-info model=boxnet input_size=[192,256] num_joints=17     # [W, H], as data.input_size
     boxpose-info model=simple_baseline_r50 convention=exact
 
 Prints a table, then as the last stdout line a JSON object with ``model``, ``kwargs``, ``input_size``,
 ``num_joints``, ``params``, ``macs``, ``gmacs``, ``convention``, ``output_size`` and, for BoxNet models,
-``receptive_field`` (input pixels). The model is built on the meta device: nothing is allocated and
+``receptive_field`` (input pixels). ``input_size`` is [width, height], as ``data.input_size`` and
+checkpoints write it. The model is built on the meta device: nothing is allocated and
 nothing is written. MAC conventions: see :mod:`boxpose.models.counting`.
 """
 
@@ -31,7 +32,8 @@ def model_info(
     convention: str = "hrnet",
     **model_kwargs: Any,
 ) -> dict[str, Any]:
-    """Counts of the registered model ``name`` (built on the meta device) as a JSON-ready dict.
+    """Counts of the registered model ``name`` (built on the meta device) on one image of ``input_size`` =
+    (W, H), as a JSON-ready dict.
 
     Keys: model, kwargs, input_size, num_joints, params, macs, gmacs, convention, output_size (J, h, w),
     receptive_field (BoxNet only, else None), stages (name, params, macs, gmacs, output, depthwise,
@@ -77,7 +79,7 @@ def _shape_text(shapes: list[list[int]]) -> str:
 
 def format_info(info: dict[str, Any]) -> str:
     """The human-readable table of :func:`model_info`'s result."""
-    height, width = info["input_size"]
+    width, height = info["input_size"]
     kwargs = ", ".join(f"{k}={v}" for k, v in info["kwargs"].items())
     unit = "2^30" if info["convention"] == "hrnet" else "10^9"
     lines = [

@@ -85,8 +85,12 @@ def warp_image(
     )
 
 
+# How much larger than the (aspect-corrected) person box the crop is (SimpleBaseline/HRNet: 1.25).
+BOX_PADDING = 1.25
+
+
 def box_to_center_scale(
-    box_xywh: Sequence[float], aspect_ratio: float, padding: float = 1.25
+    box_xywh: Sequence[float], aspect_ratio: float, padding: float = BOX_PADDING
 ) -> tuple[np.ndarray, np.ndarray]:
     """Centre and scale of the crop for a person box (the SimpleBaseline/HRNet recipe).
 
@@ -104,3 +108,16 @@ def box_to_center_scale(
         w = h * aspect_ratio
     scale = np.array([w, h]) * padding
     return center, scale
+
+
+def center_scale_to_box(
+    center: Sequence[float] | np.ndarray, scale: Sequence[float] | np.ndarray, padding: float = BOX_PADDING
+) -> np.ndarray:
+    """The person box (x, y, w, h) whose padded crop is ``center``/``scale``: the inverse of
+    :func:`box_to_center_scale` for a box that already has the crop's aspect ratio.
+
+    Returns:
+        (4,) float64 box, pixels.
+    """
+    size = np.asarray(scale, dtype=np.float64) / padding
+    return np.concatenate([np.asarray(center, dtype=np.float64) - size / 2, size])

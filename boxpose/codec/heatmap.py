@@ -52,6 +52,7 @@ import torch
 from scipy.ndimage import correlate1d
 
 from boxpose.codec.affine import get_affine_transform, transform_points
+from boxpose.keypoints import flip_permutation
 
 DECODE_MODES = ("argmax", "quarter", "dark")
 
@@ -275,13 +276,6 @@ def _dark_refine(hm: np.ndarray, coords: np.ndarray, kernel: int) -> np.ndarray:
 # ---------------------------------------------------------------------- flip test
 
 
-def _flip_permutation(num_joints: int, flip_pairs: Sequence[Sequence[int]]) -> list[int]:
-    perm = list(range(num_joints))
-    for a, b in flip_pairs:
-        perm[a], perm[b] = b, a
-    return perm
-
-
 def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[Sequence[int]], shift: int = 1) -> torch.Tensor:
     """Align the output for a horizontally flipped input with the unflipped input.
 
@@ -303,7 +297,7 @@ def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[Sequence[int]], shift
         raise ValueError(f"expected (N, K, h, w) heatmaps, got shape {tuple(heatmaps.shape)}")
     if shift < 0 or shift >= heatmaps.shape[-1]:
         raise ValueError(f"shift must be in [0, width), got {shift}")
-    perm = _flip_permutation(heatmaps.shape[1], flip_pairs)
+    perm = flip_permutation(heatmaps.shape[1], flip_pairs).tolist()
     out = heatmaps.flip(-1)[:, perm]
     if shift > 0:
         out = torch.cat([out[..., :shift], out[..., :-shift]], dim=-1)

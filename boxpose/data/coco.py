@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
-from boxpose.codec.affine import box_to_center_scale
+from boxpose.codec.affine import BOX_PADDING, box_to_center_scale
 from boxpose.data.base import (
     README_HINT,
     AnnotationError,
@@ -45,7 +45,6 @@ from boxpose.keypoints import COCO as COCO_SPEC
 
 NUM_JOINTS = COCO_SPEC.num_joints
 PERSON_CATEGORY = 1
-BOX_PADDING = 1.25
 
 
 def load_coco(ann_file: str | Path) -> COCO:

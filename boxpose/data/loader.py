@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from boxpose.data.base import README_HINT, TopDownDataset, require_path
 from boxpose.data.coco import COCODataset
+from boxpose.data.layout import COCO_IMAGE_FOLDERS
 from boxpose.data.mpii import MPIIDataset
 from boxpose.data.pipeline import AugmentConfig
 from boxpose.data.synthetic import ensure_synthetic
@@ -30,8 +31,6 @@ from boxpose.keypoints import get_spec
 
 SPLITS = ("train", "val", "test")
 DATASET_KINDS = ("mpii", "coco")
-# COCO 2017 image folders of each split (test-dev images live in test2017/).
-COCO_IMAGE_FOLDERS = {"train": "train2017", "val": "val2017", "test": "test2017"}
 # The keys of configs/data/*.yaml.
 CONFIG_KEYS = frozenset({
     "name", "spec", "root", "train_ann", "val_ann", "test_ann", "image_dir", "gt_mat", "det_file",

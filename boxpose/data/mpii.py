@@ -14,8 +14,8 @@ Files (see data/README.md)::
 Conversion on reading, applied alike to centre and joints (one convention, boxpose's 0-based pixel
 centres; mmpose 1.x converts only the centre):
 
-1. ``center_y += 15 * scale`` and ``scale *= 1.25`` (HRNet: "avoid cropping limbs"; skipped when
-   ``center_x == -1``);
+1. ``center_y += 15 * scale`` and ``scale *= 1.25`` (:data:`~boxpose.codec.affine.BOX_PADDING`; HRNet:
+   "avoid cropping limbs"; skipped when ``center_x == -1``);
 2. ``center -= 1``, ``joints -= 1`` (1-based -> 0-based);
 3. scale in pixels: a square box of ``scale * 200`` pixels.
 
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boxpose.codec.affine import BOX_PADDING
 from boxpose.data.base import (
     README_HINT,
     AnnotationError,
@@ -109,7 +110,7 @@ def mpii_center_scale(center: np.ndarray, scale: float) -> tuple[np.ndarray, np.
     s = float(scale)
     if c[0] != -1:
         c[1] += 15 * s
-        s *= 1.25
+        s *= BOX_PADDING
     return c - 1.0, np.array([s, s]) * PIXEL_STD
 
 

@@ -20,13 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from boxpose.codec.affine import box_to_center_scale, get_affine_transform, warp_image
+from boxpose.codec.affine import BOX_PADDING, box_to_center_scale, get_affine_transform, warp_image
 from boxpose.codec.heatmap import HeatmapCodec
 from boxpose.data.pipeline import normalize_image
 from boxpose.engine.inference import autocast, predict_heatmaps
 from boxpose.keypoints import KeypointSpec, get_spec
-
-BOX_PADDING = 1.25
 
 
 class Predictor:

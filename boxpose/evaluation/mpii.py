@@ -406,6 +406,8 @@ class MPIITestLayout:
 
 def _as_list(value) -> list:
     """A value read with ``loadmat(squeeze_me=True)``: one item, an array of items, or empty -> list."""
+    if not _has_value(value):
+        return []
     if isinstance(value, np.ndarray):
         return list(value.ravel())
     return [value]
@@ -415,15 +417,85 @@ def _has_value(value) -> bool:
     return value is not None and not (isinstance(value, np.ndarray) and value.size == 0)
 
 
-def _read_objpos(value) -> tuple[float, float] | None:
-    return (float(value.x), float(value.y)) if _has_value(value) else None
+def _field(struct, name: str):
+    """Field ``name`` of a MATLAB struct read with ``struct_as_record=False``, or None if absent or empty."""
+    value = getattr(struct, name, None)
+    return value if _has_value(value) else None
 
 
-def load_mpii_test_layout(release_path: str | Path) -> MPIITestLayout:
-    """Read the test-set layout from the official MPII annotation file ``mpii_human_pose_v1_u12_1.mat``.
+def _number(value) -> float | None:
+    """The first element of a MATLAB number as a float, or None if absent or empty."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64).ravel()
+    return float(array[0]) if array.size else None
 
-    Reads ``RELEASE.annolist`` (``image.name``, ``annorect(r).objpos``), ``RELEASE.img_train`` and
-    ``RELEASE.single_person``; keeps the images with ``img_train == 0``, in file order.
+
+@dataclass(frozen=True)
+class MPIIReleaseRect:
+    """One ``annorect`` entry of the official release, in the file's 1-based pixel coordinates.
+
+    Attributes:
+        objpos: (x, y) of the person's rough centre, or None where the entry has none.
+        scale: person scale (box side / 200 px), or None.
+        joints: (16, 2) float64 joints by MPII joint id, [-1, -1] where the entry has no point.
+        joints_vis: (16,) int64, 1 where the entry has a point for the joint (annotated, not "visible").
+        headbox: ((x1, y1), (x2, y2)) of the head box, or None.
+        has_points: whether the entry has any ``annopoints``.
+    """
+
+    objpos: tuple[float, float] | None
+    scale: float | None
+    joints: np.ndarray
+    joints_vis: np.ndarray
+    headbox: tuple[tuple[float, float], tuple[float, float]] | None
+    has_points: bool
+
+
+@dataclass(frozen=True)
+class MPIIRelease:
+    """The official annotation file ``mpii_human_pose_v1_u12_1.mat`` (``RELEASE``), as read by
+    :func:`read_mpii_release`.
+
+    Attributes:
+        image_names: ``annolist(i).image.name`` per image, in file order.
+        img_train: (N,) int64, 1 for training images, 0 for test images.
+        single_person: per image, the 1-based ``annorect`` indices of the single-person benchmark.
+        annorects: per image, its ``annorect`` entries in order (rect id r is ``annorects[i][r - 1]``).
+    """
+
+    image_names: tuple[str, ...]
+    img_train: np.ndarray
+    single_person: tuple[tuple[int, ...], ...]
+    annorects: tuple[tuple[MPIIReleaseRect, ...], ...]
+
+
+def _read_rect(rect) -> MPIIReleaseRect:
+    objpos = _field(rect, "objpos")
+    center = None
+    if objpos is not None and _field(objpos, "x") is not None:
+        center = (_number(_field(objpos, "x")), _number(_field(objpos, "y")))
+    joints = np.full((MPII.num_joints, 2), -1.0)
+    visible = np.zeros(MPII.num_joints, dtype=np.int64)
+    annopoints = _field(rect, "annopoints")
+    points = _as_list(_field(annopoints, "point")) if annopoints is not None else []
+    for point in points:
+        j = int(_number(_field(point, "id")))
+        joints[j] = [_number(_field(point, "x")), _number(_field(point, "y"))]
+        visible[j] = 1
+    headbox = None
+    if _field(rect, "x1") is not None:
+        headbox = (
+            (_number(_field(rect, "x1")), _number(_field(rect, "y1"))),
+            (_number(_field(rect, "x2")), _number(_field(rect, "y2"))),
+        )
+    return MPIIReleaseRect(center, _number(_field(rect, "scale")), joints, visible, headbox, bool(points))
+
+
+def read_mpii_release(release_path: str | Path) -> MPIIRelease:
+    """Read the official MPII annotation file ``mpii_human_pose_v1_u12_1.mat``: ``RELEASE.annolist``
+    (``image.name``, ``annorect(r)`` with ``objpos``, ``scale``, head box ``x1 y1 x2 y2``,
+    ``annopoints.point(k)`` with ``id``, ``x``, ``y``), ``RELEASE.img_train`` and ``RELEASE.single_person``.
     """
     path = Path(release_path)
     mat = _loadmat(path, struct_as_record=False, squeeze_me=True)
@@ -432,24 +504,43 @@ def load_mpii_test_layout(release_path: str | Path) -> MPIITestLayout:
     release = mat["RELEASE"]
     try:
         annolist = _as_list(release.annolist)
-        img_train = np.ravel(release.img_train)
+        img_train = np.atleast_1d(np.asarray(release.img_train, dtype=np.int64)).ravel()
         single_person = _as_list(release.single_person)
     except AttributeError as e:
-        raise ValueError(f"{path}: RELEASE lacks a field the layout needs: {e}") from e
+        raise ValueError(f"{path}: RELEASE lacks a field boxpose reads: {e}") from e
     if not len(annolist) == len(img_train) == len(single_person):
         raise ValueError(
             f"{path}: RELEASE.annolist ({len(annolist)}), img_train ({len(img_train)}) and "
             f"single_person ({len(single_person)}) differ in length"
         )
-    names, objpos, singles = [], [], []
-    for i in np.flatnonzero(img_train == 0):
-        annotation = annolist[i]
-        names.append(str(annotation.image.name))
-        rects = _as_list(annotation.annorect) if _has_value(annotation.annorect) else []
-        objpos.append(tuple(_read_objpos(getattr(rect, "objpos", None)) for rect in rects))
-        entry = single_person[i]
-        singles.append(tuple(int(r) for r in _as_list(entry)) if _has_value(entry) else ())
-    return MPIITestLayout(tuple(names), tuple(objpos), tuple(singles))
+    names = []
+    for annotation in annolist:
+        image = _field(annotation, "image")
+        names.append(str(_field(image, "name")) if image is not None else "")
+    return MPIIRelease(
+        image_names=tuple(names),
+        img_train=img_train,
+        single_person=tuple(
+            tuple(int(r) for r in np.atleast_1d(np.asarray(entry, dtype=np.int64)).ravel())
+            for entry in single_person
+        ),
+        annorects=tuple(
+            tuple(_read_rect(rect) for rect in _as_list(_field(annotation, "annorect")))
+            for annotation in annolist
+        ),
+    )
+
+
+def load_mpii_test_layout(release_path: str | Path) -> MPIITestLayout:
+    """Read the test-set layout from the official MPII annotation file ``mpii_human_pose_v1_u12_1.mat``
+    (:func:`read_mpii_release`): the images with ``img_train == 0``, in file order."""
+    release = read_mpii_release(release_path)
+    test_images = np.flatnonzero(release.img_train == 0)
+    return MPIITestLayout(
+        tuple(release.image_names[i] for i in test_images),
+        tuple(tuple(rect.objpos for rect in release.annorects[i]) for i in test_images),
+        tuple(release.single_person[i] for i in test_images),
+    )
 
 
 def _struct_array(records: list[dict], fields: Sequence[str]) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 >>> from boxpose.models import build_model, count_macs, count_parameters, list_models
 >>> model = build_model("boxnet", num_joints=17)
->>> count_parameters(model), round(count_macs(model, (256, 192)).giga, 2)
+>>> count_parameters(model), round(count_macs(model, (192, 256)).giga, 2)
 (1857953, 5.69)
 
 See :mod:`boxpose.models._registry` for the contract every registered model keeps and

@@ -20,6 +20,9 @@ gives those (transposed convolutions at their input resolution, giga = 10^9) for
 Counting runs PyTorch's :class:`~torch.utils.flop_counter.FlopCounterMode` on the meta device (no
 memory, no arithmetic), with a custom formula for ``aten.convolution`` in the HRNet convention. Counts are
 per image (batch 1). FLOPs reported by torch are 2 x MACs.
+
+``input_size`` is (width, height) throughout, as ``data.input_size`` and checkpoints write it (HRNet's
+``IMAGE_SIZE``, mmpose's ``input_size``): the paper's "256x192" COCO input is ``(192, 256)``.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class MacCount:
     by_module: dict[str, int]
     by_op: dict[str, int]
     convention: str
-    input_size: tuple[int, int]
+    input_size: tuple[int, int]  # (width, height)
 
     @property
     def giga(self) -> float:
@@ -86,22 +89,24 @@ def _meta_tensors(model: nn.Module) -> dict[str, Tensor]:
 
 
 def _check_size(input_size: Sequence[int]) -> tuple[int, int]:
+    """``input_size`` as (width, height) ints, or a ValueError."""
     if len(input_size) != 2 or not all(isinstance(s, int) and s > 0 for s in input_size):
-        raise ValueError(f"input_size must be two positive integers (H, W), got {input_size!r}")
+        raise ValueError(f"input_size must be two positive integers (W, H), got {input_size!r}")
     return int(input_size[0]), int(input_size[1])
 
 
 def count_macs(
     model: nn.Module, input_size: Sequence[int] = (256, 256), convention: str = "hrnet"
 ) -> MacCount:
-    """MACs of ``model`` on one ``3 x H x W`` image (see the module docstring for the convention).
+    """MACs of ``model`` on one ``3 x H x W`` image of ``input_size`` = (W, H) (see the module docstring
+    for the convention).
 
     The model is run in eval mode on meta copies of its tensors; it is not modified and its weights
     never move.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    height, width = _check_size(input_size)
+    width, height = _check_size(input_size)
     x = torch.empty(1, 3, height, width, device="meta")
     was_training = model.training
     model.eval()
@@ -121,7 +126,7 @@ def count_macs(
     total = counter.get_total_flops() // 2
     by_module.setdefault("", total)
     by_op = {str(op): flops // 2 for op, flops in counter.get_flop_counts().get("Global", {}).items()}
-    return MacCount(total, by_module, by_op, convention, (height, width))
+    return MacCount(total, by_module, by_op, convention, (width, height))
 
 
 def stage_names(model: nn.Module) -> list[str]:
@@ -168,7 +173,8 @@ def _shapes(output: object) -> tuple[tuple[int, ...], ...]:
 def summarize(
     model: nn.Module, input_size: Sequence[int] = (256, 256), convention: str = "hrnet"
 ) -> ModelSummary:
-    """Parameters, MACs and output shape of the whole model and of each stage (:func:`stage_names`)."""
+    """Parameters, MACs and output shape of the whole model and of each stage (:func:`stage_names`), on
+    one image of ``input_size`` = (W, H). Output shapes are (C, H, W) without the batch axis."""
     names = stage_names(model)
     modules = dict(model.named_modules())
     shapes: dict[str, tuple[tuple[int, ...], ...]] = {}

@@ -11,7 +11,7 @@ from boxpose.cli.info import format_info, model_info
 
 
 def test_model_info_and_table() -> None:
-    info = model_info("boxnet", num_joints=16, input_size=(256, 192))
+    info = model_info("boxnet", num_joints=16, input_size=(192, 256))  # (W, H)
     assert info["params"] == 1_855_600
     assert info["output_size"] == [16, 64, 48]
     assert info["receptive_field"] == 507
@@ -37,7 +37,7 @@ def test_cli_last_line_is_json(tmp_path: Path) -> None:
             "-m",
             "boxpose.cli.info",
             "model=boxnet_tiny",
-            "input_size=[64,48]",
+            "input_size=[48,64]",  # [W, H]
             "num_joints=16",
         ],
         cwd=tmp_path,
@@ -49,7 +49,7 @@ def test_cli_last_line_is_json(tmp_path: Path) -> None:
     lines = result.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
     assert summary["model"] == "boxnet_tiny"
-    assert summary["input_size"] == [64, 48] and summary["num_joints"] == 16
+    assert summary["input_size"] == [48, 64] and summary["num_joints"] == 16
     assert summary["output_size"] == [16, 16, 12]
     assert summary["params"] == 35_656 and summary["convention"] == "hrnet"
     assert summary["kwargs"] == {"width": 48, "depthwise": "box", "boxes_per_channel": 1, "split": "none"}
@@ -65,7 +65,7 @@ def test_cli_overrides_model_kwargs(tmp_path: Path) -> None:
             "boxpose.cli.info",
             "model=hourglass8",
             "model.post_residual=false",
-            "input_size=[256,192]",
+            "input_size=[192,256]",
         ],
         cwd=tmp_path,
         capture_output=True,

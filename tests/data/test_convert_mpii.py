@@ -179,7 +179,7 @@ def test_split_errors(tmp_path):
     with pytest.raises(ValueError, match="line 1: expected 'img_index person_index'"):
         _load_script().convert(tmp_path / "release.mat", tmp_path / "split.txt", tmp_path / "out")
     scipy.io.savemat(tmp_path / "other.mat", {"x": np.zeros(3)})
-    with pytest.raises(ValueError, match="no RELEASE struct"):
+    with pytest.raises(ValueError, match="no 'RELEASE' struct"):
         _load_script().convert(tmp_path / "other.mat", tmp_path / "split.txt", tmp_path / "out")
 
 

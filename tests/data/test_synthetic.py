@@ -19,6 +19,7 @@ from boxpose.data import (
     ensure_synthetic,
 )
 from boxpose.data import synthetic as synth
+from boxpose.data.synthetic import write as synth_write
 from boxpose.evaluation.mpii import load_mpii_gt
 
 SMALL = {"num_train": 6, "num_val": 4, "image_size": [128, 112], "workers": 1}
@@ -144,13 +145,13 @@ def test_left_right_layout_follows_the_facing_direction():
 
 def test_regenerated_only_when_parameters_change(tmp_path, monkeypatch):
     calls = []
-    real = synth.generate_synthetic
+    real = synth_write.generate_synthetic
 
     def counting(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "generate_synthetic", counting)
+    monkeypatch.setattr(synth_write, "generate_synthetic", counting)
     root = tmp_path / "mpii"
     ensure_synthetic("mpii", root, SMALL, progress=False)
     ensure_synthetic("mpii", root, {**SMALL, "workers": 2}, progress=False)  # workers: same data

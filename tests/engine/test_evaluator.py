@@ -103,8 +103,9 @@ def test_predictor_matches_the_evaluators_keypoints(realdata):
     """Predictor.predict on the raw image and a person's box gives the keypoints evaluation computes."""
     import cv2
 
+    from boxpose.codec.affine import center_scale_to_box
     from boxpose.engine.inference import run_inference
-    from boxpose.engine.predictor import BOX_PADDING, Predictor
+    from boxpose.engine.predictor import Predictor
     from boxpose.models import build_model
 
     torch.manual_seed(0)
@@ -119,7 +120,6 @@ def test_predictor_matches_the_evaluators_keypoints(realdata):
     for row, index in enumerate([0, 3]):
         record = dataset.records[index]
         # The box whose aspect-fixed, padded crop is this record's (centre, scale).
-        w, h = record.scale / BOX_PADDING
-        box = np.array([[record.center[0] - w / 2, record.center[1] - h / 2, w, h]])
+        box = center_scale_to_box(record.center, record.scale)[None]
         keypoints = predictor.predict(cv2.imread(record.image_file), box)
         np.testing.assert_allclose(keypoints[0], predictions.keypoints[row], rtol=1e-4, atol=1e-3)

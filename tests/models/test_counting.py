@@ -11,6 +11,7 @@ from boxpose.models import build_model
 from boxpose.models.boxnet import BoxNet, BoxNetSpec, UnitSpec
 from boxpose.models.counting import count_macs, count_parameters, stage_names, summarize
 from boxpose.nn import BoxConv2d, snap_boxes_
+from boxpose.paper import PAPER as PAPER_TABLES
 
 
 def meta_model(name: str, num_joints: int = 17, **kwargs) -> nn.Module:
@@ -32,7 +33,7 @@ EXACT_PARAMS = {
     "hourglass8": 25_437_960,
 }
 
-# Exact MACs (HRNet convention) at 256x256 and 256x192.
+# Exact MACs (HRNet convention) at 256x256 and 256x192 (height x width, as the paper writes it).
 EXACT_MACS = {
     "boxnet": (8_262_647_808, 6_196_985_856),
     "boxnet_3x3": (8_199_340_032, 6_149_505_024),
@@ -42,13 +43,15 @@ EXACT_MACS = {
     "hourglass8": (27_455_913_984, 20_591_935_488),
 }
 
-# The paper's Tables 1-2: (params in M, GMACs at 256x256, GMACs at 256x192).
+# The paper's Tables 1-2 (boxpose.paper): (params in M, GMACs at 256x256, GMACs at 256x192 or None).
 PAPER = {
-    "boxnet": (1.85, 7.7, 5.8),
-    "boxnet_3x3": (1.87, 7.6, None),
-    "boxnet_dilated": (1.88, 7.7, None),
-    "simple_baseline_r50": (34.0, 12.0, 8.9),
-    "hourglass8": (25.1, 19.1, 14.3),
+    name: (
+        row.params_m,
+        row.gflops,
+        PAPER_TABLES[2][(name, False)].gflops if (name, False) in PAPER_TABLES[2] else None,
+    )
+    for (name, imagenet), row in PAPER_TABLES[1].items()
+    if not imagenet
 }
 
 
@@ -74,7 +77,7 @@ def test_parameter_counts_for_mpii() -> None:
 def test_exact_macs(name: str) -> None:
     model = meta_model(name)
     assert count_macs(model, (256, 256)).total == EXACT_MACS[name][0]
-    assert count_macs(model, (256, 192)).total == EXACT_MACS[name][1]
+    assert count_macs(model, (192, 256)).total == EXACT_MACS[name][1]
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
@@ -89,7 +92,7 @@ def test_within_two_percent_of_the_paper(name: str) -> None:
         model = meta_model(name, post_residual=False)
     assert count_macs(model, (256, 256)).giga == pytest.approx(gmacs_256, rel=0.02)
     if gmacs_192 is not None:
-        assert count_macs(model, (256, 192)).giga == pytest.approx(gmacs_192, rel=0.02)
+        assert count_macs(model, (192, 256)).giga == pytest.approx(gmacs_192, rel=0.02)
 
 
 @pytest.mark.parametrize("name", ["boxnet", "boxnet_3x3", "boxnet_dilated"])
@@ -101,7 +104,7 @@ def test_boxnet_matches_the_printed_digits(name: str) -> None:
         assert abs(count_parameters(model) / 1e6 - params) <= 0.01
         assert round(count_macs(model, (256, 256)).giga, 1) == gmacs_256
         if gmacs_192 is not None:
-            assert round(count_macs(model, (256, 192)).giga, 1) == gmacs_192
+            assert round(count_macs(model, (192, 256)).giga, 1) == gmacs_192  # (W, H)
 
 
 def test_published_rounding_of_the_baselines() -> None:
@@ -109,27 +112,28 @@ def test_published_rounding_of_the_baselines() -> None:
     and the hourglass's 19.1 / 14.3 G (without the post-hourglass residual)."""
     sb = meta_model("simple_baseline_r50")
     assert round(count_macs(sb, (256, 256)).giga, 1) == 12.0
-    assert int(count_macs(sb, (256, 192)).giga * 10) / 10 == 8.9
+    assert int(count_macs(sb, (192, 256)).giga * 10) / 10 == 8.9
     hg = meta_model("hourglass8", post_residual=False)
     assert round(count_macs(hg, (256, 256)).giga, 1) == 19.1
-    assert round(count_macs(hg, (256, 192)).giga, 1) == 14.3
+    assert round(count_macs(hg, (192, 256)).giga, 1) == 14.3
     # The exact convention (true deconvolution cost, decimal giga) is what mmpose reports: 5.4 G.
-    assert count_macs(sb, (256, 192), "exact").giga == pytest.approx(5.426, abs=0.001)
+    assert count_macs(sb, (192, 256), "exact").giga == pytest.approx(5.426, abs=0.001)
 
 
 def test_box_op_macs_by_hand() -> None:
     layer = BoxConv2d(4, 5, boxes_per_channel=2)
-    x = (1, 4, 6, 7)  # one image, 4 channels, 6 x 7 pixels -> 8 outputs per pixel
+    x = (1, 4, 6, 7)  # one image, 4 channels, 6 x 7 pixels (H x W) -> 8 outputs per pixel
+    size = (7, 6)  # (W, H)
     outputs = 8 * 6 * 7
-    assert count_macs(_Wrap(layer, x[1]), x[2:]).total == 16 * outputs  # 4 corners x 4 bilinear samples
+    assert count_macs(_Wrap(layer, x[1]), size).total == 16 * outputs  # 4 corners x 4 bilinear samples
     for split, samples in (("h2", 24), ("v2", 24), ("q4", 36)):
         split_layer = BoxConv2d(4, 5, boxes_per_channel=2, split=split)
-        macs = count_macs(_Wrap(split_layer, 4), x[2:])
+        macs = count_macs(_Wrap(split_layer, 4), size)
         # 6 (h2, v2) or 9 (q4) corners x 4 samples; combining the piece weights into the corner
         # coefficients (once per layer, elementwise) costs no multiply-accumulates per output.
         assert macs.by_op == {"boxpose.box_filter": samples * outputs}
     layer.snap_()
-    assert count_macs(_Wrap(layer, 4), x[2:]).by_op == {"boxpose.box_filter": 4 * outputs}
+    assert count_macs(_Wrap(layer, 4), size).by_op == {"boxpose.box_filter": 4 * outputs}
 
 
 class _Wrap(nn.Module):
@@ -184,10 +188,19 @@ def test_counting_leaves_the_model_alone() -> None:
     assert all(torch.equal(before[k], after[k]) and after[k].device.type == "cpu" for k in before)
 
 
+def test_input_size_is_width_then_height() -> None:
+    """(W, H) as data.input_size: a 192-wide, 256-high image gives 64 x 48 (H x W) heatmaps."""
+    model = build_model("boxnet_tiny", num_joints=3)
+    summary = summarize(model, (192, 256))
+    assert summary.output_shape == (3, 64, 48) and summary.macs.input_size == (192, 256)
+    with pytest.raises(ValueError, match=r"input_size must be two positive integers \(W, H\)"):
+        count_macs(model, (256,))
+
+
 def test_summary_rows_add_up() -> None:
     model = meta_model("boxnet")
     assert stage_names(model) == ["stem", *[f"units.{i}" for i in range(13)], "head"]
-    summary = summarize(model, (256, 192))
+    summary = summarize(model, (192, 256))
     assert summary.output_shape == (17, 64, 48)
     assert sum(row.params for row in summary.stages) == summary.params
     assert sum(row.macs for row in summary.stages) == summary.macs.total

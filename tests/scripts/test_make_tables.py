@@ -51,12 +51,12 @@ def _metrics(relative: str) -> dict[str, float]:
     return json.loads((FIXTURES / relative).read_text())["metrics"]
 
 
-def _counts(name: str, num_joints: int, height: int, width: int, **kwargs) -> tuple[str, str]:
+def _counts(name: str, num_joints: int, width: int, height: int, **kwargs) -> tuple[str, str]:
     """#Params and GFLOPs cells of a model, counted here with boxpose.models.counting."""
     with torch.device("meta"):
         model = build_model(name, num_joints=num_joints, **kwargs)
     params = count_parameters(model) / 1e6
-    return mt.format_params(params), mt.format_gflops(count_macs(model, (height, width)).giga)
+    return mt.format_params(params), mt.format_gflops(count_macs(model, (width, height)).giga)
 
 
 def _copy_run(name: str, tmp_path: Path) -> Path:
@@ -163,12 +163,12 @@ def test_params_and_gflops_match_the_counter(evaluations):
     row = tables[1][("mpii_simple_baseline_r50_imagenet", "val")]
     assert (row["#Params"], row["GFLOPs"]) == _counts("simple_baseline_r50", 16, 256, 256)
     row = tables[2][("coco_boxnet", "val")]
-    assert (row["#Params"], row["GFLOPs"]) == _counts("boxnet", 17, 256, 192)
+    assert (row["#Params"], row["GFLOPs"]) == _counts("boxnet", 17, 192, 256)
     evaluation = next(e for e in evaluations if e.run_name == "coco_boxnet")
     with torch.device("meta"):
         model = build_model("boxnet", num_joints=17)
     assert evaluation.params == count_parameters(model)
-    assert evaluation.gmacs == pytest.approx(count_macs(model, (256, 192)).giga)
+    assert evaluation.gmacs == pytest.approx(count_macs(model, (192, 256)).giga)
 
 
 def test_oracle_rows_are_labelled_and_need_no_config(evaluations):
