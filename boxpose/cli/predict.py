@@ -276,10 +276,17 @@ def _coco_results(
     return results
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each on the command line (skipped boxes, unreadable images)."""
+    print(f"boxpose-predict: warning: {message}", file=sys.stderr)
+
+
 @hydra.main(version_base=None, config_path="pkg://boxpose._configs", config_name="predict")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
-        predict(OmegaConf.to_container(cfg, resolve=True))
+        with warnings.catch_warnings():
+            warnings.showwarning = _print_warning
+            predict(OmegaConf.to_container(cfg, resolve=True))
     except (ValueError, FileNotFoundError) as exc:
         print(f"boxpose-predict: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -206,3 +206,19 @@ def test_detector_config_group():
     assert cfg["detector"]["name"] == "fasterrcnn_resnet50_fpn_v2" and cfg["detector"]["score_thr"] == 0.7
     assert cfg["detector"]["weights"] == "default"
     assert compose_config("predict", ["checkpoint=c.pt", "input=x.jpg"])["detector"]["name"] is None
+
+
+@pytest.mark.parametrize(
+    ("box", "words"),
+    [
+        ([float("nan"), 0, 10, 10], "is not finite or has a zero or negative size"),
+        ([0, 0, -1, 10], "zero or negative"),
+    ],
+)
+def test_predictor_api_rejects_a_bad_box_by_name(checkpoint, box, words):
+    from boxpose.engine.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(str(checkpoint))
+    with pytest.raises(ValueError, match=words) as info:
+        predictor.predict(np.zeros((64, 48, 3), np.uint8), np.array([box]))
+    assert "person box [" in str(info.value)
