@@ -167,7 +167,7 @@ def predict(cfg: dict[str, Any], detector: PersonDetector | None = None) -> dict
     source = str(cfg["input"])
     inputs = find_inputs(source)
     fps, frame_count = video_properties(inputs.video) if inputs.video is not None else (None, 0)
-    boxes_file, unnamed_is_whole_image = {}, True
+    boxes_file, unnamed_is_whole_image = None, True
     if cfg.get("boxes"):
         boxes_file, unnamed_is_whole_image = load_boxes_file(cfg["boxes"])
     device = distributed.setup(cfg.get("device", "auto"))
@@ -175,12 +175,17 @@ def predict(cfg: dict[str, Any], detector: PersonDetector | None = None) -> dict
         cfg["checkpoint"], device, flip_test=bool(cfg.get("flip_test", True)),
         batch_size=int(cfg.get("pose_batch_size", 32)),
     )  # fmt: skip
-    if cfg.get("boxes"):
+    if boxes_file is not None:
         detector = None  # the boxes file overrides the detector
     elif detector is None:
         detector = _detector_from_config(cfg, str(device))
     stem = Path(source.rstrip("/")).stem if not any(c in source for c in GLOB_CHARACTERS) else "glob"
     output_dir = Path(cfg.get("output_dir") or Path("outputs") / "predict" / stem)
+    for file, name in zip(inputs.images, inputs.names):
+        if (output_dir / name).resolve() == file.resolve():
+            raise ValueError(
+                f"output_dir={output_dir} would overwrite the input image {file}; choose another"
+            )
     output_dir.mkdir(parents=True, exist_ok=True)
 
     numeric = inputs.video is None and names_are_numeric(inputs.names)
@@ -201,7 +206,7 @@ def predict(cfg: dict[str, Any], detector: PersonDetector | None = None) -> dict
             image_id = position if inputs.video is not None else image_id_of(name, position, numeric)
             if detector is not None:
                 candidates = detections[i]
-            elif cfg.get("boxes"):
+            elif boxes_file is not None:
                 candidates = _boxes_from_file(boxes_file, name, image_id)
                 if candidates is None:
                     candidates = whole_image(width, height) if unnamed_is_whole_image else np.zeros((0, 5))

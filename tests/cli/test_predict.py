@@ -169,6 +169,13 @@ def test_a_missing_input_is_named_and_creates_no_output_folder(checkpoint, tmp_p
     assert not out.exists()
 
 
+def test_writing_over_the_input_images_is_refused(checkpoint, folder):
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(ValueError, match=f"output_dir={folder} would overwrite the input image"):
+        predict(_config(checkpoint, folder, folder))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
 def test_cli_exit_status_for_a_missing_input(checkpoint, tmp_path):
     out = tmp_path / "out"
     args = [f"checkpoint={checkpoint}", f"input={tmp_path / 'missing.jpg'}", f"output_dir={out}"]
