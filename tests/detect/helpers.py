@@ -3,11 +3,11 @@ real COCO sample images."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 
 from boxpose.engine.checkpoint import save_checkpoint
@@ -63,12 +63,6 @@ def make_centre_box_detector(weights: str, score_thr: float, device: str) -> Cen
 
 def coco_mini_images(realdata: Path, count: int) -> list[Path]:
     """The first ``count`` coco-mini val2017 images that have annotated persons."""
-    import json
-
     annotations = json.loads((realdata / "coco-mini/annotations/person_keypoints_val2017.json").read_text())
     with_people = sorted({a["image_id"] for a in annotations["annotations"] if a["num_keypoints"] > 0})
     return [realdata / "coco-mini" / "val2017" / f"{i:012d}.jpg" for i in with_people[:count]]
-
-
-def seeded() -> None:
-    torch.manual_seed(0)
