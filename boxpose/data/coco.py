@@ -14,8 +14,10 @@ Ground-truth persons (training, and evaluation with ground-truth boxes):
 Detected persons (evaluation): a results file in the ``COCO_val2017_detections_AP_H_56_person.json``
 format, a JSON list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``; persons
 (category 1) with ``score >= det_score_thr`` are kept, in file order, no box cleaning, the score
-carried as ``meta["score"]``. Test-dev: an image-info file (``image_info_test-dev2017.json``, images
-only) with a detection file.
+carried as ``meta["score"]``. Where the annotation file has annotations, each detection carries the joints
+of the annotated person it overlaps most (box IoU >= 0.5; none otherwise): the network never sees them,
+but ``evaluate.oracle=true`` decodes them, which gives the codec's upper bound on these boxes.
+Test-dev: an image-info file (``image_info_test-dev2017.json``, images only) with a detection file.
 
 COCO keypoint coordinates are used as they are (0-based, pixel centres on integers), as HRNet does.
 """
@@ -65,6 +67,30 @@ def clean_bbox(bbox: list[float], width: int, height: int) -> list[float] | None
     if x2 >= x1 and y2 >= y1:
         return [x1, y1, x2 - x1, y2 - y1]
     return None
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two [x, y, w, h] boxes."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(width, 0.0) * max(height, 0.0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _best_overlap(
+    box: np.ndarray, persons: list[tuple[np.ndarray, np.ndarray, np.ndarray]], min_iou: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Joints (K, 2) and visibility (K,) of the annotated person overlapping ``box`` most (IoU >= min_iou),
+    or zeros (no visible joint)."""
+    best, best_iou = None, min_iou
+    for person in persons:
+        iou = _box_iou(box, person[0])
+        if iou >= best_iou:
+            best, best_iou = person, iou
+    if best is None:
+        return np.zeros((NUM_JOINTS, 2)), np.zeros(NUM_JOINTS, np.float32)
+    return best[1].copy(), best[2].copy()
 
 
 def _image_file(image_dir: Path, info: dict) -> str:
@@ -196,6 +222,24 @@ class COCODataset(TopDownDataset):
                 )
         return records
 
+    def _annotated_persons(self) -> dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """image id -> (box (4,), joints (K, 2), visible (K,)) of its non-crowd persons with keypoints."""
+        persons: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        for ann in self.coco.loadAnns(self.coco.getAnnIds(iscrowd=False)):
+            kpts = np.asarray(ann.get("keypoints", []), dtype=np.float64)
+            if (
+                ann.get("category_id") != PERSON_CATEGORY
+                or kpts.shape != (3 * NUM_JOINTS,)
+                or kpts.max() == 0
+            ):
+                continue
+            kpts = kpts.reshape(NUM_JOINTS, 3)
+            visible = np.minimum(kpts[:, 2], 1).astype(np.float32)
+            joints = np.where(visible[:, None] > 0, kpts[:, :2], 0.0)
+            box = np.asarray(ann["bbox"], dtype=np.float64)
+            persons.setdefault(ann["image_id"], []).append((box, joints, visible))
+        return persons
+
     def _detection_records(self, score_thr: float) -> list[PersonRecord]:
         try:
             dets = json.loads(self.det_file.read_text())
@@ -205,6 +249,7 @@ class COCODataset(TopDownDataset):
             raise AnnotationError(f"{self.det_file}: expected a JSON list of detections")
         records: list[PersonRecord] = []
         unknown = degenerate = 0
+        annotated = self._annotated_persons() if "annotations" in self.coco.dataset else {}
         for i, det in enumerate(dets):
             where = f"{self.det_file} entry {i}"
             if not isinstance(det, dict) or not {"image_id", "category_id", "bbox", "score"} <= det.keys():
@@ -223,14 +268,15 @@ class COCODataset(TopDownDataset):
                 degenerate += 1
                 continue
             center, scale = box_to_center_scale(box, self.aspect_ratio, BOX_PADDING)
+            joints, visible = _best_overlap(box, annotated.get(det["image_id"], []))
             records.append(
                 PersonRecord(
                     image_file=_image_file(self.image_dir, info),
                     image_id=int(det["image_id"]),
                     center=center,
                     scale=scale,
-                    joints=np.zeros((NUM_JOINTS, 2)),
-                    visible=np.zeros(NUM_JOINTS, np.float32),
+                    joints=joints,
+                    visible=visible,
                     score=float(det["score"]),
                     index=len(records),
                 )

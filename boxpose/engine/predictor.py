@@ -3,9 +3,10 @@
     predictor = Predictor.from_checkpoint("outputs/coco_boxnet/best.pt")
     keypoints = predictor.predict(image_bgr, boxes_xywh)   # (P, K, 3): x, y in image pixels, confidence
 
-boxpose has no person detector. Any detector's boxes (x, y, w, h in pixels) can be passed to
-:meth:`Predictor.predict`, or written to a JSON file for ``boxpose-predict boxes=...`` (see
-:mod:`boxpose.cli.predict`). Without boxes the whole image is taken as one person.
+Person boxes (x, y, w, h in pixels) come from a detector (:mod:`boxpose.detect`; ``boxpose-predict
+detector=...``), a JSON file (``boxpose-predict boxes=...``) or the caller. Without boxes the whole
+image is taken as one person. All persons of an image go through the network in batches of
+``batch_size``.
 
 The crop is the training one (:func:`boxpose.codec.affine.box_to_center_scale` with 1.25 padding and
 the model's aspect ratio, :func:`boxpose.data.pipeline.normalize_image`), the flip test and decoding
@@ -102,6 +103,12 @@ class Predictor:
         if boxes is None or len(boxes) == 0:
             boxes = np.array([[0.0, 0.0, image.shape[1], image.shape[0]]])
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
+        if bad.any():
+            raise ValueError(
+                f"person box {boxes[bad][0].tolist()} (x, y, w, h) is not finite or has a zero or negative "
+                "size; check boxes first (boxpose.detect.clean_person_boxes skips and clips them)"
+            )
         results = []
         for start in range(0, len(boxes), self.batch_size):
             inputs, centers, scales = self.crops(image, boxes[start : start + self.batch_size])

@@ -18,19 +18,41 @@ from boxpose.keypoints import KeypointSpec
 _JOINT_COLOURS = {"left": (255, 128, 0), "right": (0, 128, 255), "centre": (0, 200, 0)}
 
 
+# Distinct BGR colours for telling people apart (matplotlib's tab10).
+PERSON_COLOURS = (
+    (180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
+    (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23),
+)  # fmt: skip
+
+
+def person_colour(index: int) -> tuple[int, int, int]:
+    """The BGR colour of the ``index``-th person of an image."""
+    return PERSON_COLOURS[index % len(PERSON_COLOURS)]
+
+
+def _drawable(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pixel coordinates limited to a band around the image: OpenCV needs them to fit in int32, and a
+    point far outside draws the same as one just outside."""
+    limit = 4.0 * max(height, width)
+    return np.clip(points, -limit, limit)
+
+
 def draw_skeleton(
     image: np.ndarray,
     keypoints: np.ndarray,
     spec: KeypointSpec,
     score_threshold: float = 0.2,
     thickness: int | None = None,
+    colour: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """Draw one person's skeleton on a copy of ``image``.
 
     Args:
         image: (H, W, 3) uint8 BGR.
-        keypoints: (K, 2) or (K, 3); a third column (score or visibility) hides joints at or below
-            ``score_threshold``.
+        keypoints: (K, 2) or (K, 3) in pixels; a third column (score or visibility) hides joints at or
+            below ``score_threshold``. Non-finite joints are hidden; joints far outside the image are
+            drawn at its surroundings' edge.
+        colour: BGR colour of every limb (one per person); None = the spec's limb colours.
     """
     canvas = image.copy()
     height, width = canvas.shape[:2]
@@ -38,26 +60,45 @@ def draw_skeleton(
     points = np.asarray(keypoints, dtype=np.float64)
     visible = points[:, 2] > score_threshold if points.shape[1] > 2 else np.ones(len(points), dtype=bool)
     visible &= np.isfinite(points[:, :2]).all(axis=1)
-    for (a, b), colour in zip(spec.skeleton, spec.limb_colors):
+    xy = _drawable(np.where(visible[:, None], points[:, :2], 0.0), height, width)
+    for (a, b), limb_colour in zip(spec.skeleton, spec.limb_colors):
         if visible[a] and visible[b]:
-            pa = tuple(round(v) for v in points[a, :2])
-            pb = tuple(round(v) for v in points[b, :2])
-            cv2.line(canvas, pa, pb, colour, thickness + 1, cv2.LINE_AA)
+            pa = tuple(round(v) for v in xy[a])
+            pb = tuple(round(v) for v in xy[b])
+            cv2.line(canvas, pa, pb, colour or limb_colour, thickness + 1, cv2.LINE_AA)
     for j in range(spec.num_joints):
         if visible[j]:
-            centre = tuple(round(v) for v in points[j, :2])
+            centre = tuple(round(v) for v in xy[j])
             cv2.circle(canvas, centre, thickness + 2, _JOINT_COLOURS[spec.joint_side(j)], -1, cv2.LINE_AA)
             cv2.circle(canvas, centre, thickness + 2, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
 
 
 def draw_people(
-    image: np.ndarray, people: Sequence[np.ndarray], spec: KeypointSpec, score_threshold: float = 0.2
+    image: np.ndarray,
+    people: Sequence[np.ndarray],
+    spec: KeypointSpec,
+    score_threshold: float = 0.2,
+    boxes: np.ndarray | None = None,
+    person_colours: bool = False,
 ) -> np.ndarray:
-    """Draw several people's skeletons (each (K, 2) or (K, 3)) on a copy of ``image``."""
+    """Draw several people's skeletons (each (K, 2) or (K, 3)) on a copy of ``image``.
+
+    Args:
+        boxes: optional (P, 4+) person boxes ``[x, y, w, h, ...]`` in pixels, drawn as rectangles.
+        person_colours: each person's limbs (and box) in its own colour (:func:`person_colour`) instead
+            of the spec's limb colours.
+    """
     canvas = image.copy()
-    for keypoints in people:
-        canvas = draw_skeleton(canvas, keypoints, spec, score_threshold)
+    height, width = canvas.shape[:2]
+    for i, keypoints in enumerate(people):
+        colour = person_colour(i) if person_colours else None
+        if boxes is not None and np.isfinite(boxes[i][:4]).all():
+            x, y, w, h = boxes[i][:4]
+            corners = _drawable(np.array([[x, y], [x + w, y + h]]), height, width)
+            p0, p1 = (tuple(round(v) for v in c) for c in corners)
+            cv2.rectangle(canvas, p0, p1, colour or (255, 255, 255), max(1, round(min(height, width) / 256)))
+        canvas = draw_skeleton(canvas, keypoints, spec, score_threshold, colour=colour)
     return canvas
 
 

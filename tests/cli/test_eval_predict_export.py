@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from boxpose.cli.config import compose_config
@@ -106,12 +105,17 @@ def test_predict_on_a_folder_with_a_boxes_file(trained, tmp_path):
         f"output_dir={tmp_path / 'out'}",
     ]
     summary = predict(compose_config("predict", overrides))
-    records = json.loads(Path(summary["predictions"]).read_text())
-    assert [r["image"] for r in records] == [p.name for p in images]
-    assert len(records[0]["people"]) == 2 and len(records[1]["people"]) == 1  # no boxes: the whole image
-    assert records[0]["people"][1]["score"] == 0.8
-    assert np.asarray(records[0]["people"][0]["keypoints"]).shape == (16, 3)
-    drawn = cv2.imread(str(tmp_path / "out" / (images[0].stem + ".jpg")))
+    results = json.loads(Path(summary["predictions"]).read_text())
+    people = {p.name: [r for r in results if r["image_file"] == p.name] for p in images}
+    assert len(people[images[0].name]) == 2 and len(people[images[1].name]) == 1  # no boxes: the whole image
+    assert people[images[0].name][1]["box_score"] == 0.8 and people[images[0].name][1]["bbox"] == [
+        50,
+        5,
+        60,
+        110,
+    ]
+    assert len(people[images[0].name][0]["keypoints"]) == 16 * 3
+    drawn = cv2.imread(str(tmp_path / "out" / images[0].name))
     assert drawn is not None and drawn.shape == cv2.imread(str(images[0])).shape
 
 
@@ -126,7 +130,7 @@ def test_predict_on_a_video(trained, tmp_path):
     summary = predict(compose_config("predict", [f"checkpoint={checkpoint}", f"input={video}", "max_frames=3",
                                                   f"output_dir={tmp_path / 'out'}"]))  # fmt: skip
     assert summary["images"] == 3
-    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip_pose.mp4"))
+    capture = cv2.VideoCapture(summary["video"])
     assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
 
 
