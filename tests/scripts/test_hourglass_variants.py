@@ -43,8 +43,8 @@ def test_parts_match_hand_counts(parts) -> None:
 
 
 def test_sums_of_parts_equal_the_full_networks(parts) -> None:
-    """hg.lua's hourglass8 (tests/models/test_counting.py's exact numbers) and its lean variant."""
-    hv.check_against_full_model(parts, 17)  # raises if the sum differs from a built hourglass8
+    """hg.lua's hourglass8 (the exact counts of the built network, tests/models/test_counting.py) and its
+    lean variant."""
     default = hv.total(hv.NAMED["hg.lua (default hourglass8)"], parts)
     assert (default.params, default.macs) == (25_437_960, (27_455_913_984, 20_591_935_488))
     lean = hv.total(replace(hv.NAMED["hg.lua (default hourglass8)"], post=0), parts)
@@ -52,9 +52,25 @@ def test_sums_of_parts_equal_the_full_networks(parts) -> None:
     assert tuple(round(g, 1) for g in hv.gmacs(lean)) == (19.1, 14.3)
 
 
+def test_matches_reads_the_printed_digits() -> None:
+    def part(params: int, g256: float, g192: float):
+        return hv.Part(params, 0, 0, (int(g256 * 2**30), int(g192 * 2**30)))
+
+    assert hv.matches(part(25_140_000, 19.14, 14.26))
+    assert not hv.matches(part(25_160_000, 19.14, 14.26))
+    assert not hv.matches(part(25_140_000, 19.16, 14.26))
+    assert not hv.matches(part(25_140_000, 19.14, 14.36), "rounded")
+    assert hv.matches(part(25_190_000, 19.19, 14.39), "truncated")
+    assert not hv.matches(part(25_090_000, 19.19, 14.39), "truncated")
+    assert not hv.matches(part(25_190_000, 19.19, 14.29), "truncated")
+    with pytest.raises(ValueError, match="reading must be one of"):
+        hv.matches(part(0, 0, 0), "floored")
+
+
 def test_no_variant_has_both_the_printed_params_and_macs(parts) -> None:
     results = hv.search({17: parts})
     assert len(results) == len(hv.all_variants()) // 2  # J = 17 half of the grid
-    assert not [v for v, counts in results if hv.matches(counts)]
+    for reading in hv.READINGS:
+        assert not [v for v, counts in results if hv.matches(counts, reading)]
     right_macs = [c for _, c in results if tuple(round(g, 1) for g in hv.gmacs(c)) == hv.TARGET_GMACS]
     assert right_macs and min(abs(c.params - 25_100_000) for c in right_macs) > 150_000
