@@ -153,6 +153,57 @@ def measure_components(num_joints: int) -> dict[str, Part]:
     }
 
 
+class HgStackedHourglass(nn.Module):
+    """The hourglass of ``hg-stacked.lua`` (Newell's two-stack prototype): three residuals on the skip
+    branch and three after the pooling, widths in -> 256 -> out, a residual out -> out after the inner
+    hourglass. Shapes: (N, C_in, H, W) -> (N, C_out, H, W)."""
+
+    def __init__(self, depth: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.up = nn.Sequential(Residual(in_channels, 256), Residual(256, 256), Residual(256, out_channels))
+        self.low = nn.Sequential(Residual(in_channels, 256), Residual(256, 256), Residual(256, 256))
+        inner = HgStackedHourglass(depth - 1, 256, out_channels) if depth > 1 else Residual(256, out_channels)
+        self.inner = inner
+        self.low_out = Residual(out_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = self.low_out(self.inner(self.low(nn.functional.max_pool2d(x, 2))))
+        return self.up(x) + nn.functional.interpolate(low, scale_factor=2.0, mode="nearest")
+
+
+def _lin(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels), nn.ReLU())
+
+
+class HgStacked(nn.Module):
+    """``hg-stacked.lua``: stem (7x7/2 64, residual 64->128, pool, 128->128, 128->128, 128->256), hourglass
+    256 -> 512, lin 512, lin 256, heatmaps; heatmap remap (J -> 384) added to a 1x1 conv of [lin features,
+    pooled stem features] (384); hourglass 384 -> 512, lin 512, lin 512, heatmaps.
+    Shapes: (N, 3, H, W) -> (N, J, H / 4, W / 4) (eval: the second stack's heatmaps)."""
+
+    def __init__(self, num_joints: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, stride=2, padding=3), nn.BatchNorm2d(64), nn.ReLU(), Residual(64, 128)
+        )
+        self.pooled = nn.Sequential(Residual(128, 128), Residual(128, 128), Residual(128, 256))
+        self.hourglass1 = HgStackedHourglass(4, 256, 512)
+        self.lin1 = nn.Sequential(_lin(512, 512), _lin(512, 256))
+        self.score1 = nn.Conv2d(256, num_joints, 1)
+        self.remap_heatmaps = nn.Conv2d(num_joints, 384, 1)
+        self.remap_features = nn.Conv2d(384, 384, 1)
+        self.hourglass2 = HgStackedHourglass(4, 384, 512)
+        self.lin2 = nn.Sequential(_lin(512, 512), _lin(512, 512))
+        self.score2 = nn.Conv2d(512, num_joints, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool = nn.functional.max_pool2d(self.stem(x), 2)
+        features = self.lin1(self.hourglass1(self.pooled(pool)))
+        heatmaps = self.score1(features)
+        merged = self.remap_features(torch.cat([features, pool], 1)) + self.remap_heatmaps(heatmaps)
+        return self.score2(self.lin2(self.hourglass2(merged)))
+
+
 def _minus(a: Part, b: Part) -> Part:
     return a + b * -1
 
@@ -339,6 +390,9 @@ def main() -> None:
     for name, variant in NAMED.items():
         counts = total(variant, parts[variant.joints])
         print(_row(f"{name:52s}", counts) + f"  [{gmacs(counts)[1] * 1e3 / (counts.params / 1e6):.0f}]")
+    with torch.device("meta"):
+        hg_stacked = count_parts(HgStacked(17), [""])[""]
+    print(_row(f"{'hg-stacked.lua (2 stacks, built whole)':52s}", hg_stacked))
     results = search(parts)
     target = f"{TARGET_PARAMS_M}M (+-{PARAMS_TOLERANCE_M}M), {TARGET_GMACS[0]} G, {TARGET_GMACS[1]} G"
     print(f"\nSearched {len(results)} variants for {target}")
