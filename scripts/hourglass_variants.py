@@ -16,7 +16,8 @@ its own. Each part (stem, hourglass, its bottom residual, post-hourglass residua
 read from ``count_parameters`` of the submodule and ``count_macs(...).by_module``. Counts are sums over
 modules, so an S-stack network of any combination below is exactly stem + (S - 1) x (a stack with
 remaps) + (a last stack): the script checks this against a full ``hourglass8`` (both sizes) before
-searching.
+searching. ``hg-stacked.lua`` (Newell's two-stack prototype, 512-channel hourglass outputs) is built and
+counted whole.
 
 Variants searched (what real code does; see docs/architecture.md, "Stacked hourglass"):
 
@@ -247,6 +248,8 @@ def total(variant: Variant, parts: dict[str, Part]) -> Part:
             + variant.extra_bottom * parts["skip conv of bottom residual"]
             + variant.post * parts["skip conv of post residual"]
         )
+        # (The stems' identity skips, 16,512 parameters in hg.lua's, 65,792 in pytorch-pose's, are left
+        # out: far below the millions this option adds.)
         if variant.skip == "unused":
             skips = Part(skips.params, 0, skips.bias_params, (0, 0))
         residual_positions += skips
