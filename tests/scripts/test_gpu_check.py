@@ -41,7 +41,7 @@ def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert any(c["name"] == "opcheck" and c["ok"] for c in op_tests["cases"])
     assert all(d["box_grad_max_abs"] > 0 for d in op_tests["determinism"])  # real gradients compared
 
-    assert steps["op_bench"]["figures"]["summary"][0]["device"] == "cpu"
+    assert steps["op_bench"]["figures"]["target"]["summary"][0]["device"] == "cpu"
     bench = steps["model_bench"]["figures"]["eager"]["cpu"][0]
     assert (
         bench["model"] == "boxnet_tiny" and bench["images_per_s"] > 0 and bench["inference_images_per_s"] > 0
@@ -278,3 +278,33 @@ def test_the_gpu_run_without_a_gpu_says_to_use_the_dry_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no CUDA device" in err and "use --dry-run to rehearse on the CPU" in err
     assert not (tmp_path / "gpu_check.json").exists()
+
+
+def test_a_step_leaves_time_for_the_later_ones(tmp_path):
+    seen = {}
+
+    def step(check):
+        seen["left"] = check.seconds_left()
+        return gpu_check.StepResult(checks={"ran": True})
+
+    check = gpu_check.Check(gpu_check.FULL, tmp_path, dict(os.environ))
+    check.run_step("train_eval", step, later=["ddp"])  # budget 180 s, well inside the 470 s deadline
+    assert 175 < seen["left"] <= 180
+    check.start -= gpu_check.FULL.deadline_s - 100  # 100 s before the deadline: 30 s stay for ddp
+    check.run_step("train_eval", step, later=["ddp"])
+    assert 65 < seen["left"] <= 70
+
+
+def test_after_a_failed_build_the_op_steps_are_skipped_and_the_rest_use_the_reference_path(tmp_path):
+    fake_python = tmp_path / "python"  # stands in for `python -m boxpose.ops.build` that fails
+    fake_python.write_text('#!/bin/sh\necho \'{"cpu": "failed"}\'\nexit 1\n')
+    fake_python.chmod(0o755)
+    check = gpu_check.Check(gpu_check.DRY, tmp_path, {"PATH": os.environ["PATH"]})
+    check.python = str(fake_python)
+    check.step_deadline = time.monotonic() + 60
+    build = gpu_check.step_build(check)
+    assert build.checks == {"cpu_kernels": False}
+    assert "later steps use BOXPOSE_OP_IMPL=reference" in build.summary
+    assert check.env["BOXPOSE_OP_IMPL"] == "reference"
+    for step in (gpu_check.step_op_tests, gpu_check.step_op_bench):
+        assert step(check).skipped == "the kernels did not build"
