@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test demo bench lint format kernels clean
+.PHONY: install test demo bench lint format kernels gpu-check clean
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ format: install
 # Compile the CPU (and, with nvcc, CUDA) kernels ahead of first use.
 kernels: install
 	$(BIN)/python -m boxpose.ops.build $(if $(shell command -v nvcc),--cuda,)
+
+# On a CUDA machine: build, test, benchmark, train and DDP in under 8 minutes (scripts/gpu_check.py); writes
+# outputs/gpu_check/gpu_check.json and .md. Needs no virtual environment: the machine's python3 is used when
+# there is none. WHEELS=.whl first installs the wheels of `scripts/gpu_wheels.sh .whl` (no package index
+# there); GPU_CHECK_ARGS=--quick for about 3 minutes, --dry-run for the CPU rehearsal.
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) scripts/gpu_check.py $(if $(WHEELS),--wheels $(WHEELS)) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -46,13 +46,16 @@ def setup(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("trainer.device=cuda, but no CUDA device is available")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    # BOXPOSE_DIST_BACKEND=gloo lets several processes share a GPU (NCCL refuses two ranks on one
+    # device): scripts/gpu_check.py's DDP check on a one-GPU machine. Rank r then uses GPU r mod count.
+    backend = os.environ.get("BOXPOSE_DIST_BACKEND") or ("nccl" if use_cuda else "gloo")
+    gpu = local_rank % torch.cuda.device_count() if use_cuda and backend == "gloo" else local_rank
     if env_world_size() > 1 and not is_distributed():
-        backend = "nccl" if use_cuda else "gloo"
         if use_cuda:
-            torch.cuda.set_device(local_rank)
+            torch.cuda.set_device(gpu)
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
     if use_cuda:
-        return torch.device("cuda", local_rank if env_world_size() > 1 else torch.cuda.current_device())
+        return torch.device("cuda", gpu if env_world_size() > 1 else torch.cuda.current_device())
     return torch.device("cpu")
 
 
