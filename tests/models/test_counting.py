@@ -3,11 +3,14 @@ convention checked by hand on small models."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
-from boxpose.models import build_model
+from boxpose.models import build_model, list_models
 from boxpose.models.boxnet import BoxNet, BoxNetSpec, UnitSpec
 from boxpose.models.counting import count_macs, count_parameters, stage_names, summarize
 from boxpose.nn import BoxConv2d, snap_boxes_
@@ -215,3 +218,28 @@ def test_summary_rows_add_up() -> None:
         "deconv.2",
         "head",
     ]
+
+
+def _documented_counts() -> dict[str, tuple[int, float, float]]:
+    """docs/architecture.md's "Results against the paper": name -> (params, GMACs 256x256, 256x192)."""
+    text = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
+    section = text.split("## Results against the paper", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        match = re.match(r"\| `(\w+)` \| ([\d,]+) \| [^|]+ \| ([\d.]+) \| [^|]+ \| ([\d.]+) \|", line)
+        if match:
+            rows[match[1]] = (int(match[2].replace(",", "")), float(match[3]), float(match[4]))
+    return rows
+
+
+def test_every_registered_model_is_documented() -> None:
+    assert sorted(_documented_counts()) == list_models()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_counts_match_the_documented_table(name: str) -> None:
+    params, gmacs_256x256, gmacs_256x192 = _documented_counts()[name]
+    model = meta_model(name)
+    assert count_parameters(model) == params
+    assert round(count_macs(model, (256, 256)).giga, 3) == gmacs_256x256
+    assert round(count_macs(model, (192, 256)).giga, 3) == gmacs_256x192  # (W, H)
