@@ -310,6 +310,35 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
     check_data_sizes(cfg["data"])
 
 
+EXPORT_RULES: dict[str, Check] = {
+    "checkpoint": text(),
+    "format": choice("onnx", "torchscript"),
+    "output": optional(text()),
+    "dynamic_batch": boolean(),
+    "verify": boolean(),
+    "tolerance": number(0.0, low_open=True),
+}
+
+INFO_RULES: dict[str, Check] = {
+    "input_size": pair(integer(1), "[height, width], two integers >= 1"),
+    "num_joints": integer(1),
+    "convention": choice("hrnet", "exact"),
+}
+
+
+def validate_export_config(cfg: Mapping[str, Any]) -> None:
+    """Every value of a resolved ``configs/export.yaml``."""
+    if cfg.get("checkpoint") in (None, "???"):
+        raise ConfigError("checkpoint is not set: pass checkpoint=<run>/best.pt")
+    check_rules(cfg, EXPORT_RULES)
+
+
+def validate_info_config(cfg: Mapping[str, Any]) -> None:
+    """Every value of a resolved ``configs/info.yaml`` (the model's arguments included)."""
+    check_rules(cfg, INFO_RULES)
+    check_model(cfg["model"])
+
+
 def validate_evaluate_config(cfg: Mapping[str, Any]) -> None:
     """Every value of a resolved ``configs/evaluate.yaml`` (the data block only when one is given)."""
     check_rules(cfg, EVALUATE_TOP_RULES)
