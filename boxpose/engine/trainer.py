@@ -266,8 +266,10 @@ class Trainer:
         checkpoint = load_checkpoint(path, map_location=self.device)
         changes: dict[str, tuple[Any, Any]] = {}
         if checkpoint.get("config") and self.config:
-            old = {**checkpoint["config"], "world_size": checkpoint.get("world_size", 1)}
-            changes = config_changes(old, {**self.config, "world_size": distributed.world_size()})
+            old, new = dict(checkpoint["config"]), dict(self.config)
+            if "world_size" in checkpoint:  # (older checkpoints do not record it)
+                old["world_size"], new["world_size"] = checkpoint["world_size"], distributed.world_size()
+            changes = config_changes(old, new)
             refused = changes_that_matter(changes, allow_changes)
             if refused:
                 listed = "; ".join(f"{key}: {changes[key][0]!r} -> {changes[key][1]!r}" for key in refused)
