@@ -368,8 +368,9 @@ def evaluate_keypoints(
 
     pycocotools' own messages and its summary are captured and logged at INFO level on this module's
     logger (``verbose=True`` also prints them). An empty results list gives all-zero stats and a
-    warning rather than pycocotools' crash. Every ground-truth image counts, including images without
-    any result. A stat is -1 where the ground truth has no person of that size (pycocotools' convention).
+    warning rather than pycocotools' crash. Every ground-truth image (of ``image_ids``) counts, including
+    images without any result. A stat is -1 where the ground truth has no person of that size
+    (pycocotools' convention).
 
     Args:
         gt_ann_file: a COCO person-keypoints annotation file (or its loaded dict); a ``segmentation``
