@@ -313,6 +313,8 @@ class Trainer:
                     last_result = self._validate_and_finish_epoch(self.pending_validation)
                 else:
                     self._end_of_epoch(self.pending_validation, None)
+                if self._interrupt_requested():
+                    raise TrainingInterrupted()
             while self.epoch < self.epochs:
                 train_stats = self._train_epoch()
                 self.epoch += 1
