@@ -88,10 +88,10 @@ def test_a_missing_mandatory_value_names_the_key():
         compose_config("train", ["run_name=x"])
 
 
-def _cli(module: str, args: list[str]) -> subprocess.CompletedProcess:
+def _cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=300)  # fmt: skip
+                          cwd=cwd, timeout=300)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def _cli(module: str, args: list[str]) -> subprocess.CompletedProcess:
 def test_cli_user_errors_exit_2_with_one_line(module, args, words, tmp_path):
     if module == "boxpose.train":
         args = [*args, f"output_dir={tmp_path / 'run'}"]
-    result = _cli(module, args)
+    result = _cli(module, args, cwd=tmp_path)  # Hydra's job log of boxpose-eval lands in the cwd
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
