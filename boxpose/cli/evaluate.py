@@ -15,9 +15,11 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from boxpose.cli.config import to_plain, validate_evaluate_config
 from boxpose.cli.train import build_evaluator, configure_logging
+from boxpose.data.base import ImageReadError
 from boxpose.data.loader import build_dataset
 from boxpose.engine import distributed
 from boxpose.engine.checkpoint import load_checkpoint, load_model
@@ -45,7 +47,9 @@ def _check_compatible(checkpoint: dict[str, Any], data_cfg: dict[str, Any], path
 
 
 def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate with a resolved configuration (the plain dict of ``configs/evaluate.yaml``)."""
+    """Evaluate with a resolved configuration (the plain dict of ``configs/evaluate.yaml``); every value
+    is checked first (:func:`~boxpose.cli.config.validate_evaluate_config`)."""
+    validate_evaluate_config(cfg)
     if cfg.get("op_impl"):
         set_impl(cfg["op_impl"])
     evaluate_cfg = cfg["evaluate"]
@@ -112,10 +116,13 @@ def _log_to_tensorboard(log_dir: Path, split: str, metrics: dict[str, float], ch
 @hydra.main(version_base=None, config_path="pkg://boxpose._configs", config_name="evaluate")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
-        evaluate(OmegaConf.to_container(cfg, resolve=True))
+        evaluate(to_plain(cfg))
     except (ValueError, FileNotFoundError) as exc:
         print(f"boxpose-eval: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except ImageReadError as exc:
+        print(f"boxpose-eval: error: {exc}", file=sys.stderr)
+        sys.exit(1)
     finally:
         distributed.cleanup()
 

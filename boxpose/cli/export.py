@@ -18,8 +18,9 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from boxpose.cli.config import to_plain, validate_export_config
 from boxpose.engine.checkpoint import load_model
 from boxpose.engine.inference import final_heatmaps
 from boxpose.ops import use_impl
@@ -98,7 +99,9 @@ def _run_exported(fmt: str, path: Path, example: torch.Tensor) -> torch.Tensor |
 @hydra.main(version_base=None, config_path="pkg://boxpose._configs", config_name="export")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
-        export(OmegaConf.to_container(cfg, resolve=True))
+        plain = to_plain(cfg)
+        validate_export_config(plain)
+        export(plain)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"boxpose-export: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -13,13 +13,15 @@ nothing is written. MAC conventions: see :mod:`boxpose.models.counting`.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from boxpose.cli.config import ConfigError, to_plain, validate_info_config
 from boxpose.models import build_model
 from boxpose.models.boxnet import BoxNet
 from boxpose.models.counting import GIGA, summarize
@@ -107,10 +109,17 @@ def format_info(info: dict[str, Any]) -> str:
 
 @hydra.main(version_base=None, config_path="pkg://boxpose._configs", config_name="info")
 def main(cfg: DictConfig) -> None:
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    assert isinstance(model_cfg, dict)
+    try:
+        plain = to_plain(cfg)
+        validate_info_config(plain)
+    except ConfigError as exc:
+        print(f"boxpose-info: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    model_cfg = dict(plain["model"])
     name = model_cfg.pop("name")
-    info = model_info(name, int(cfg.num_joints), list(cfg.input_size), str(cfg.convention), **model_cfg)
+    info = model_info(
+        name, int(plain["num_joints"]), list(plain["input_size"]), str(plain["convention"]), **model_cfg
+    )
     print(format_info(info))
     print(json.dumps({k: v for k, v in info.items() if k != "stages"}))
 

@@ -4,8 +4,18 @@
     boxpose-train data=synthetic_mpii model=boxnet_tiny trainer.epochs=5 trainer.device=cpu
     torchrun --nproc_per_node=8 -m boxpose.train experiment=coco_boxnet data.root=/data/coco
 
-Hydra assembles the configuration (``configs/train.yaml``); :func:`train` turns the resolved plain
-dict into the dataset, model, optimizer, evaluator and :class:`~boxpose.engine.trainer.Trainer`.
+Hydra assembles the configuration (``configs/train.yaml``); every value is checked first
+(:func:`boxpose.cli.config.validate_train_config`: a bad one is a one-line error and exit status 2);
+:func:`train` turns the resolved plain dict into the dataset, model, optimizer, evaluator and
+:class:`~boxpose.engine.trainer.Trainer`.
+
+The run directory keeps the config it was started with in ``config.yaml``; a resumed run whose config
+differs (only in keys that do not change the result, or in keys accepted with
+``trainer.resume_allow_changes=[...]``) writes its config to ``config.resumed-<n>.yaml`` (n = 1, 2, ...)
+and logs each change in ``train.log``.
+
+Exit status: 0 done, 1 training failed (NaN loss, unreadable data), 2 a user error (bad value, missing
+file, refused resume), 130 interrupted with Ctrl-C (checkpoint saved).
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from boxpose.cli.config import ConfigError, check_data_sizes, to_plain, validate_train_config
+from boxpose.data.base import ImageReadError
 from boxpose.data.loader import build_dataloader, build_dataset
 from boxpose.engine import distributed
 from boxpose.engine.evaluator import Evaluator
@@ -102,7 +114,9 @@ def build_evaluator(
 def build_trainer(cfg: dict[str, Any]) -> Trainer:
     """Everything a run needs, from a resolved configuration (the plain dict of ``configs/train.yaml``):
     process group, datasets, loaders, model, optimizer, schedule, evaluator, and the trainer (resumed if
-    asked). Writes the resolved config to ``<output_dir>/config.yaml``."""
+    asked). Writes the resolved config to ``<output_dir>/config.yaml`` (``config.resumed-<n>.yaml`` when a
+    resumed run's config differs). Raises :class:`~boxpose.cli.config.ConfigError` for a bad value."""
+    validate_train_config(cfg)
     output_dir = Path(cfg["output_dir"])
     tcfg, data_cfg, model_cfg = cfg["trainer"], cfg["data"], dict(cfg["model"])
     device = distributed.setup(tcfg["device"])
@@ -112,8 +126,8 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
 
     world = distributed.world_size()
     if tcfg["batch_size"] % world:
-        raise ValueError(
-            f"trainer.batch_size={tcfg['batch_size']} must be divisible by the {world} processes"
+        raise ConfigError(
+            f"trainer.batch_size={tcfg['batch_size']}: expected a multiple of the {world} processes"
         )
     spec = get_spec(data_cfg["spec"])
     train_set = build_dataset(data_cfg, "train", train=True)
@@ -130,6 +144,7 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
     )
     model_name = model_cfg.pop("name")
     model = build_model(model_name, num_joints=spec.num_joints, **model_cfg)
+    check_data_sizes(data_cfg, size_divisor=int(getattr(model, "size_divisor", 4)))
     optim_cfg = dict(cfg["optim"])
     optimizer = build_optimizer(model, **optim_cfg)
     schedule_cfg = cfg["schedule"]
@@ -172,15 +187,33 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
         },
         progress=progress,
     )
+    changes = {}
     if resume_from is not None:
-        trainer.resume(resume_from)
+        changes = trainer.resume(resume_from, allow_changes=list(tcfg.get("resume_allow_changes") or []))
     if distributed.is_main_process():
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+        write_run_config(output_dir, cfg, resumed=resume_from is not None, changed=bool(changes))
         log.info("run %s: %d training / %d validation persons, %s on %s (%d process%s), output in %s",
                  cfg.get("run_name"), len(train_set), len(val_set), model_name, device, world,
                  "" if world == 1 else "es", output_dir)  # fmt: skip
     return trainer
+
+
+def write_run_config(output_dir: Path, cfg: dict[str, Any], resumed: bool, changed: bool) -> Path | None:
+    """Write the run's config: ``config.yaml`` for a new run (or a resumed one that has none); a resumed
+    run with a changed config writes ``config.resumed-<n>.yaml`` (the first free n >= 1) and never
+    overwrites ``config.yaml``. Returns the file written (None when nothing changed)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "config.yaml"
+    if resumed and path.exists():
+        if not changed:
+            return None
+        n = 1
+        while (output_dir / f"config.resumed-{n}.yaml").exists():
+            n += 1
+        path = output_dir / f"config.resumed-{n}.yaml"
+        log.info("the resumed run's config is written to %s (config.yaml keeps the original)", path)
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    return path
 
 
 def train(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -200,16 +233,19 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
 
 @hydra.main(version_base=None, config_path="pkg://boxpose._configs", config_name="train")
 def _hydra_main(cfg: DictConfig) -> None:
-    plain = OmegaConf.to_container(cfg, resolve=True)
     try:
-        train(plain)
+        train(to_plain(cfg))
     except TrainingInterrupted:
         distributed.cleanup()
         sys.exit(130)
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, ImageReadError) as exc:
         log.error("%s", exc)
         distributed.cleanup()
         sys.exit(1)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # user errors: bad value, file, resume
+        print(f"boxpose-train: error: {exc}", file=sys.stderr)
+        distributed.cleanup()
+        sys.exit(2)
     distributed.cleanup()
 
 

@@ -115,9 +115,9 @@ class TopDownDataset(Dataset):
         fraction: keep a seeded random subset of this fraction of the records (the factory passes
             ``train_fraction`` for the training split only).
         fraction_seed: seed of that subset.
-        max_failure_fraction: unreadable images are skipped (another sample is returned and the
-            failure counted); when more than this fraction of the records have failed, reading raises
-            :class:`ImageReadError`.
+        max_failure_fraction: unreadable images are skipped (another sample is returned, and every
+            person of that image is counted as failed: :meth:`failed_records`); when more than this
+            fraction of the dataset's images have failed, reading raises :class:`ImageReadError`.
     """
 
     def __init__(
@@ -146,7 +146,18 @@ class TopDownDataset(Dataset):
         self.records = [records[i] for i in subset_indices(len(records), fraction, fraction_seed)]
         if not self.records:
             raise ValueError(f"{type(self).__name__} has no person records")
+        if train and not any(np.any(r.visible > 0) for r in self.records):
+            raise AnnotationError(
+                f"{type(self).__name__}: none of the {len(self.records)} training persons has a visible "
+                "joint, so the loss would be 0 and nothing learned; check the annotations' visibility "
+                "flags (MPII joints_vis, COCO keypoints v)"
+            )
         self.max_failure_fraction = max_failure_fraction
+        # Image number of each record: failures are counted per image (several persons share one).
+        files = [r.image_file for r in self.records]
+        numbers = {f: i for i, f in enumerate(dict.fromkeys(files))}
+        self._image_of_record = np.array([numbers[f] for f in files], dtype=np.int64)
+        self.num_images = len(numbers)
         # Which records failed to read, shared with DataLoader workers (shared memory survives pickling to
         # workers), so that the failure count is over the whole dataset, not per worker process.
         self._failed = torch.zeros(len(self.records), dtype=torch.bool).share_memory_()
@@ -158,6 +169,15 @@ class TopDownDataset(Dataset):
     def num_failed(self) -> int:
         """How many records' images could not be read so far (over all worker processes)."""
         return int(self._failed.sum())
+
+    @property
+    def num_failed_images(self) -> int:
+        """How many distinct images could not be read so far (over all worker processes)."""
+        return len(np.unique(self._image_of_record[self._failed.numpy()]))
+
+    def failed_records(self) -> list[int]:
+        """Positions (in ``self.records``) of the persons whose image could not be read so far."""
+        return [int(i) for i in np.flatnonzero(self._failed.numpy())]
 
     def _sample_rng(self, key: int | tuple[int, int, int]) -> np.random.Generator | None:
         """The sample's random generator (None when not augmenting).
@@ -188,19 +208,20 @@ class TopDownDataset(Dataset):
             image = read_image(record.image_file)
             if image is not None:
                 return record, image
-            self._failed[i] = True
-            failed = self.num_failed
+            same_image = self._image_of_record == self._image_of_record[i]
+            self._failed[torch.from_numpy(same_image)] = True
+            failed = self.num_failed_images
             warnings.warn(
-                f"cannot read image {record.image_file} (record {record.index}); skipping it "
-                f"({failed} unreadable so far)",
+                f"cannot read image {record.image_file} (record {record.index}); skipping its "
+                f"{int(same_image.sum())} person(s) ({failed} of {self.num_images} images unreadable so far)",
                 RuntimeWarning,
                 stacklevel=2,
             )
-            if failed > self.max_failure_fraction * n:
+            if failed > self.max_failure_fraction * self.num_images:
                 raise ImageReadError(
-                    f"{failed} of {n} images of {type(self).__name__} could not be read (more than "
-                    f"{self.max_failure_fraction:.1%}), last: {record.image_file}. Check the image folder "
-                    f"and the files; {README_HINT}"
+                    f"{failed} of {self.num_images} images of {type(self).__name__} could not be read (more "
+                    f"than data.max_failure_fraction={self.max_failure_fraction:g}), last: "
+                    f"{record.image_file}. Check the image folder and the files; {README_HINT}"
                 )
         raise ImageReadError(f"no image of {type(self).__name__} could be read; {README_HINT}")
 
@@ -227,6 +248,16 @@ class TopDownDataset(Dataset):
                 "flipped": bool(out["flipped"]),
             },
         }
+
+
+def as_numbers(value: object, what: str) -> np.ndarray:
+    """``value`` (a number or nested list of numbers from an annotation file) as a float64 array; an
+    :class:`AnnotationError` naming ``what`` (file and entry) when it holds anything else (strings,
+    ragged lists, null)."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise AnnotationError(f"{what} must be numbers, got {value!r:.80} ({e})") from None
 
 
 def check_finite(values: np.ndarray, what: str) -> None:

@@ -39,6 +39,7 @@ from boxpose.data.base import (
     AnnotationError,
     PersonRecord,
     TopDownDataset,
+    as_numbers,
     check_finite,
     require_path,
 )
@@ -50,12 +51,39 @@ PERSON_CATEGORY = 1
 
 
 def load_coco(ann_file: str | Path) -> COCO:
-    """A pycocotools COCO object for ``ann_file``, without its progress prints."""
+    """A pycocotools COCO object for ``ann_file``, without its progress prints. A file that is not a
+    COCO annotation file (not JSON, not a JSON object, an entry of the wrong type) is an
+    :class:`AnnotationError` naming the file and, where known, the entry."""
+    try:
+        data = json.loads(Path(ann_file).read_text())
+    except json.JSONDecodeError as e:
+        raise AnnotationError(f"{ann_file} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise AnnotationError(
+            f"{ann_file}: expected a COCO annotation file (a JSON object with images, annotations, "
+            f"categories), got a JSON {type(data).__name__}"
+        )
+    for field in ("images", "annotations", "categories"):
+        entries = data.get(field, [])
+        if not isinstance(entries, list):
+            raise AnnotationError(f"{ann_file}: '{field}' must be a list, got {type(entries).__name__}")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or "id" not in entry:
+                raise AnnotationError(
+                    f"{ann_file}: {field}[{i}] must be an object with an 'id', got {entry!r:.80}"
+                )
+            if field == "annotations" and "image_id" not in entry:
+                raise AnnotationError(f"{ann_file}: annotations[{i}] (id {entry['id']}) has no 'image_id'")
+    coco = COCO()
+    coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         try:
-            return COCO(str(ann_file))
-        except json.JSONDecodeError as e:
-            raise AnnotationError(f"{ann_file} is not valid JSON: {e}") from None
+            coco.createIndex()
+        except (KeyError, TypeError, ValueError) as e:
+            raise AnnotationError(
+                f"{ann_file}: not a valid COCO annotation file ({type(e).__name__}: {e})"
+            ) from None
+    return coco
 
 
 def clean_bbox(bbox: list[float], width: int, height: int) -> list[float] | None:
@@ -190,8 +218,8 @@ class COCODataset(TopDownDataset):
             info = self.coco.imgs[image_id]
             for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id, iscrowd=False)):
                 where = f"{self.ann_file} annotation id {ann.get('id', '?')} (image {image_id})"
-                bbox = np.asarray(ann.get("bbox", []), dtype=np.float64)
-                kpts = np.asarray(ann.get("keypoints", []), dtype=np.float64)
+                bbox = as_numbers(ann.get("bbox", []), f"{where} bbox")
+                kpts = as_numbers(ann.get("keypoints", []), f"{where} keypoints")
                 if bbox.shape != (4,) or kpts.shape != (3 * NUM_JOINTS,):
                     raise AnnotationError(
                         f"{where}: expected bbox of 4 and keypoints of {3 * NUM_JOINTS} "
@@ -254,7 +282,8 @@ class COCODataset(TopDownDataset):
             where = f"{self.det_file} entry {i}"
             if not isinstance(det, dict) or not {"image_id", "category_id", "bbox", "score"} <= det.keys():
                 raise AnnotationError(f"{where}: expected a dict with image_id, category_id, bbox, score")
-            box = np.asarray(det["bbox"], dtype=np.float64)
+            box = as_numbers(det["bbox"], f"{where} bbox")
+            as_numbers(det["score"], f"{where} score")
             if box.shape != (4,):
                 raise AnnotationError(f"{where}: bbox must have 4 numbers, got {box.size}")
             check_finite(np.append(box, det["score"]), f"{where} bbox/score")

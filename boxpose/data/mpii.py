@@ -35,6 +35,7 @@ from boxpose.data.base import (
     AnnotationError,
     PersonRecord,
     TopDownDataset,
+    as_numbers,
     check_finite,
     require_path,
 )
@@ -75,8 +76,8 @@ def read_mpii_json(path: str | Path, require_joints: bool | None = None) -> list
         where = f"{path} entry {i} ({e.get('image', '?') if isinstance(e, dict) else '?'})"
         if not isinstance(e, dict) or "image" not in e or "center" not in e or "scale" not in e:
             raise AnnotationError(f"{where}: expected a dict with image, center, scale")
-        center = np.asarray(e["center"], dtype=np.float64)
-        scale = np.asarray(e["scale"], dtype=np.float64)
+        center = as_numbers(e["center"], f"{where} center")
+        scale = as_numbers(e["scale"], f"{where} scale")
         if center.shape != (2,) or scale.size != 1:
             raise AnnotationError(
                 f"{where}: center must have 2 numbers and scale 1, "
@@ -90,8 +91,8 @@ def read_mpii_json(path: str | Path, require_joints: bool | None = None) -> list
         if require_joints and not has_joints:
             raise AnnotationError(f"{where}: missing joints / joints_vis")
         if has_joints:
-            joints = np.asarray(e["joints"], dtype=np.float64)
-            vis = np.asarray(e["joints_vis"], dtype=np.float64)
+            joints = as_numbers(e["joints"], f"{where} joints")
+            vis = as_numbers(e["joints_vis"], f"{where} joints_vis")
             if joints.shape != (NUM_JOINTS, 2) or vis.shape != (NUM_JOINTS,):
                 raise AnnotationError(
                     f"{where}: joints must be ({NUM_JOINTS}, 2) and joints_vis "

@@ -6,6 +6,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
     {"format": "boxpose-checkpoint-v1", "model": state_dict, "optimizer": ..., "scheduler": ...,
      "scaler": ..., "epoch": int (epochs completed), "step": int (optimizer steps), "step_in_epoch": int,
      "best_metric": float | None, "best_epoch": int | None, "metric_name": str, "rng": {...},
+     "epoch_sums": running loss/accuracy sums of the current epoch, "pending_validation": the finished
+     epoch's training statistics while its validation has not completed (else None), "world_size": int,
      "config": resolved config dict, "model_name": str, "model_reading": str, "num_joints": int,
      "input_size": [w, h]}
 
@@ -33,10 +35,35 @@ FORMAT = "boxpose-checkpoint-v1"
 _PREFIXES = ("module.", "_orig_mod.")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the ``.<name>.tmp-<pid>`` files that a process killed while writing a checkpoint left in
+    ``directory`` (only those whose process no longer runs, so a concurrent writer is never disturbed).
+    Returns the removed paths."""
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically: a crash mid-write never leaves a corrupt file behind."""
+    """Write ``payload`` to ``path`` atomically: a crash mid-write never leaves a corrupt file behind
+    (the temporary ``.<name>.tmp-<pid>`` a ``kill -9`` leaves is removed by the next save in that folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:

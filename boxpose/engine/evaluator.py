@@ -10,14 +10,21 @@
 
 Inference is sharded over processes when distributed; the predictions are gathered and scored on
 rank 0, which returns the result (other ranks return ``None``).
+
+Persons whose image cannot be read (tolerated up to ``data.max_failure_fraction``) are skipped: the
+metric covers the readable persons only (MPII: those rows of the ground truth; COCO: the images that
+could be read), a warning names every skipped file, and ``metrics.json`` records them under
+``"skipped"``. In ``pred.mat`` their rows are NaN (the file keeps one row per ground-truth person).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +37,8 @@ from boxpose.engine import distributed
 from boxpose.engine.inference import Predictions, run_inference
 from boxpose.evaluation import coco as coco_eval
 from boxpose.evaluation import mpii as mpii_eval
+
+log = logging.getLogger("boxpose")
 
 MPII_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1")
 COCO_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
@@ -46,6 +55,8 @@ class EvaluationResult:
         files: output name -> path of what was written (predictions, submission).
         per_joint: joint name -> value (PCKh per joint) where available.
         predictions: the raw predictions.
+        skipped_files: the image files whose persons were skipped (unreadable).
+        skipped_persons: how many persons were skipped.
     """
 
     metrics: dict[str, float]
@@ -54,6 +65,8 @@ class EvaluationResult:
     files: dict[str, str] = field(default_factory=dict)
     per_joint: dict[str, float] = field(default_factory=dict)
     predictions: Predictions | None = None
+    skipped_files: list[str] = field(default_factory=list)
+    skipped_persons: int = 0
 
     @property
     def score(self) -> float | None:
@@ -128,24 +141,46 @@ class Evaluator:
             progress=self.progress and distributed.is_main_process(), description="evaluate",
         )  # fmt: skip
         gathered = distributed.all_gather_objects(predictions)
+        failed = distributed.all_gather_objects(self.dataset.failed_records())
         if not distributed.is_main_process():
             return None
         predictions = Predictions.concatenate(gathered)
-        if len(predictions) != len(self.dataset):
-            raise RuntimeError(f"evaluation covered {len(predictions)} of {len(self.dataset)} persons")
+        skipped = sorted({i for part in failed for i in part})
+        skipped_files = sorted({self.dataset.records[i].image_file for i in skipped})
+        expected = len(self.dataset) - len(skipped)
+        if len(predictions) != expected:
+            raise RuntimeError(
+                f"evaluation covered {len(predictions)} of {len(self.dataset)} persons, "
+                f"{len(skipped)} of them skipped (unreadable images)"
+            )
+        if skipped:
+            log.warning(
+                "evaluation skipped %d of %d persons because %d image(s) could not be read: %s; the metric "
+                "covers the other %d persons", len(skipped), len(self.dataset), len(skipped_files),
+                ", ".join(skipped_files), expected,
+            )  # fmt: skip
         output_dir = Path(output_dir) if output_dir is not None else None
         if output_dir is not None:
             output_dir.mkdir(parents=True, exist_ok=True)
         if self.kind == "mpii":
             result = self._score_mpii(predictions, output_dir)
         else:
-            result = self._score_coco(predictions, output_dir)
+            skipped_ids = {int(self.dataset.records[i].image_id) for i in skipped}
+            result = self._score_coco(predictions, output_dir, skipped_ids)
         result.predictions = predictions
+        result.skipped_files, result.skipped_persons = skipped_files, len(skipped)
+        if skipped:
+            result.table += (
+                f"\n(skipped {len(skipped)} persons of {len(skipped_files)} unreadable image(s); "
+                "see metrics.json)"
+            )
         if output_dir is not None:
             (output_dir / "metrics.json").write_text(
                 json.dumps({"metrics": result.metrics, "per_joint": result.per_joint, "files": result.files,
                             "main_metric": result.main_metric, "split": self.split, "dataset": self.kind,
                             "num_persons": len(predictions), "person_boxes": self._person_boxes(),
+                            "skipped": {"persons": len(skipped), "images": len(skipped_files),
+                                        "files": skipped_files},
                             "flip_test": self.flip_test,
                             "flip_shift": self.flip_shift, "decode": self.codec.decode_mode,
                             "oracle": self.oracle}, indent=2)
@@ -162,7 +197,10 @@ class Evaluator:
         return f"detections {Path(det_file).name}" if det_file else "ground truth"
 
     def _score_mpii(self, predictions: Predictions, output_dir: Path | None) -> EvaluationResult:
-        preds = mpii_eval.to_mpii_convention(predictions.keypoints)  # (N, 16, 2), 1-based, GT order
+        # (N, 16, 2), 1-based, in ground-truth order; NaN rows for skipped persons.
+        rows = predictions.index  # each prediction's ground-truth row
+        preds = np.full((self.dataset.num_records_total, self.dataset.spec.num_joints, 2), np.nan)
+        preds[rows] = mpii_eval.to_mpii_convention(predictions.keypoints)
         files = {}
         if output_dir is not None:
             mpii_eval.save_pred_mat(output_dir / "pred.mat", preds)
@@ -172,14 +210,20 @@ class Evaluator:
             note = "no ground truth for this split (MPII test labels are private): predictions written only"
             return EvaluationResult({}, self.main_metric, note, files)
         gt = mpii_eval.load_mpii_gt(gt_mat)
-        result = mpii_eval.compute_pckh(preds, gt, threshold=0.5)
+        if len(rows) != gt.num_people:  # skipped persons: score the readable ones
+            gt = mpii_eval.MPIIGroundTruth(
+                gt.joints[rows], gt.missing[rows], gt.headboxes[rows], gt.joint_names
+            )
+        result = mpii_eval.compute_pckh(preds[rows], gt, threshold=0.5)
         metrics = {name: float(result[name]) for name in MPII_COLUMNS}
         per_joint = dict(result["per_joint"])
         return EvaluationResult(
             metrics, self.main_metric, mpii_eval.format_pckh_table(result), files, per_joint
         )
 
-    def _score_coco(self, predictions: Predictions, output_dir: Path | None) -> EvaluationResult:
+    def _score_coco(
+        self, predictions: Predictions, output_dir: Path | None, skipped_image_ids: set[int] = frozenset()
+    ) -> EvaluationResult:
         areas = predictions.scales[:, 0] * predictions.scales[:, 1]
         results = coco_eval.build_keypoint_results(
             predictions.image_ids, predictions.keypoints, predictions.box_scores, areas,
@@ -198,7 +242,10 @@ class Evaluator:
         if not has_annotations:
             note = "test-dev: no annotations; submission written (see data/README.md for where to upload it)"
             return EvaluationResult({}, self.main_metric, note, files)
-        stats = coco_eval.evaluate_keypoints(self.dataset.ann_file, results)
+        image_ids = None
+        if skipped_image_ids:  # score the images that could be read
+            image_ids = sorted(set(self.dataset.coco.getImgIds()) - set(skipped_image_ids))
+        stats = coco_eval.evaluate_keypoints(self.dataset.ann_file, results, image_ids=image_ids)
         metrics = {name: float(v) for name, v in stats.items()}
         return EvaluationResult(metrics, self.main_metric, coco_eval.format_coco_table(stats), files)
 

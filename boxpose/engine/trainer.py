@@ -7,12 +7,20 @@ is tracked every step; the real metric (PCKh or OKS AP) is computed every ``val_
 evaluator, and the best checkpoint by that metric is kept.
 
 Checkpoints (``last.pt`` after every epoch, ``best.pt``) hold everything needed to continue exactly:
-model, optimizer, scaler, schedule, epoch, step, best metric, RNG states and the resolved config. With
-the epoch-seeded sampler and per-sample augmentation seeds of :mod:`boxpose.data.loader`, a run
-stopped after epoch 3 and resumed produces the same weights at epoch 5 as an uninterrupted run.
+model, optimizer, scaler, schedule, epoch, step, best metric, RNG states, the running loss sums of the
+current epoch and the resolved config. With the epoch-seeded sampler and per-sample augmentation seeds
+of :mod:`boxpose.data.loader`, a run stopped after epoch 3 and resumed produces the same weights at
+epoch 5 as an uninterrupted run. ``last.pt`` is written as soon as an epoch's training ends, before its
+validation (marked ``pending_validation``), so a validation that fails never loses the epoch: resuming
+runs the pending validation first.
 
-Ctrl-C finishes the current step, saves ``last.pt`` (with the position inside the epoch, so resuming
-continues from the next batch) and exits with status 130; a second Ctrl-C aborts at once. A NaN or
+Resuming compares the checkpoint's config with the new one and refuses when a key that changes the
+result differs (:data:`RESULT_KEYS`), unless the key is listed in ``allow_changes``
+(``trainer.resume_allow_changes``).
+
+Ctrl-C finishes the current step (or the running validation), saves ``last.pt`` (with the position
+inside the epoch, so resuming continues from the next batch) and exits with status 130; a second Ctrl-C
+aborts at once. A NaN or
 infinite loss stops training with a message naming the step; the last good checkpoint is untouched.
 """
 
@@ -61,6 +69,54 @@ class NonFiniteLossError(RuntimeError):
 
 class TrainingInterrupted(Exception):
     """Training was stopped with Ctrl-C after saving a checkpoint."""
+
+
+class ResumeConfigError(ValueError):
+    """The configuration of a resumed run differs from the checkpoint's in a key that changes the result."""
+
+
+# Config keys (and key prefixes) whose change changes what training computes; a resumed run must keep
+# them unless they are named in ``allow_changes``. "world_size" is the number of processes.
+RESULT_KEYS = (
+    "seed", "data", "model", "optim", "schedule", "trainer.batch_size", "trainer.amp", "trainer.grad_clip",
+    "trainer.max_steps_per_epoch", "trainer.sync_bn", "world_size",
+)  # fmt: skip
+# Exceptions inside RESULT_KEYS: schedule.epochs only sets trainer.epochs (extending a run is fine).
+FREE_KEYS = ("schedule.epochs",)
+
+
+def flatten_config(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 1e-3}}`` -> ``{"optim.lr": 1e-3}`` (lists are values)."""
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Every flattened key whose value differs: key -> (old value, new value); "<absent>" where missing."""
+    a, b = flatten_config(old), flatten_config(new)
+    return {
+        key: (a.get(key, "<absent>"), b.get(key, "<absent>"))
+        for key in sorted(a.keys() | b.keys())
+        if a.get(key, "<absent>") != b.get(key, "<absent>")
+    }
+
+
+def _matches(key: str, names: tuple[str, ...] | list[str]) -> bool:
+    return any(key == name or key.startswith(name + ".") for name in names)
+
+
+def changes_that_matter(changes: dict[str, Any], allow_changes: list[str] | tuple[str, ...]) -> list[str]:
+    """The changed keys that change the result of training and are not allowed explicitly."""
+    return [
+        key for key in changes
+        if _matches(key, RESULT_KEYS) and not _matches(key, FREE_KEYS) and not _matches(key, allow_changes)
+    ]  # fmt: skip
 
 
 class Trainer:
@@ -151,6 +207,11 @@ class Trainer:
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.history: list[dict[str, Any]] = []
+        # Running sums of the current epoch (loss, accuracy), kept in mid-epoch checkpoints so that the
+        # epoch's logged loss covers the whole epoch after a resume.
+        self.epoch_sums = _empty_epoch_sums()
+        # The training statistics of a finished epoch whose validation has not completed yet.
+        self.pending_validation: dict[str, float] | None = None
         self._interrupted = False
         self._writer = None
 
@@ -174,6 +235,9 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "metric_name": self.metric_name,
             "history": self.history,
+            "epoch_sums": dict(self.epoch_sums),
+            "pending_validation": self.pending_validation,
+            "world_size": distributed.world_size(),
             "rng": capture_rng_state(),
             "config": self.config,
             **self.model_info,
@@ -187,9 +251,33 @@ class Trainer:
         for name in names:
             save_checkpoint(self.output_dir / name, state)
 
-    def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
+    def resume(
+        self, path: str | Path, allow_changes: list[str] | tuple[str, ...] = ()
+    ) -> dict[str, tuple[Any, Any]]:
+        """Continue from a checkpoint written by :meth:`save`.
+
+        The checkpoint's config (and number of processes) is compared with this trainer's: a difference in
+        a key of :data:`RESULT_KEYS` raises :class:`ResumeConfigError` naming every such key, unless the key
+        (or a prefix of it, e.g. ``data``) is in ``allow_changes``.
+
+        Returns:
+            every changed key -> (checkpoint's value, new value), allowed and free ones alike.
+        """
         checkpoint = load_checkpoint(path, map_location=self.device)
+        changes: dict[str, tuple[Any, Any]] = {}
+        if checkpoint.get("config") and self.config:
+            old, new = dict(checkpoint["config"]), dict(self.config)
+            if "world_size" in checkpoint:  # (older checkpoints do not record it)
+                old["world_size"], new["world_size"] = checkpoint["world_size"], distributed.world_size()
+            changes = config_changes(old, new)
+            refused = changes_that_matter(changes, allow_changes)
+            if refused:
+                listed = "; ".join(f"{key}: {changes[key][0]!r} -> {changes[key][1]!r}" for key in refused)
+                raise ResumeConfigError(
+                    f"cannot resume {path}: the config changed in keys that change the result ({listed}). "
+                    f"Resume with the checkpoint's values, start a new run (another output_dir=...), or "
+                    f"accept the changes with trainer.resume_allow_changes=[{','.join(refused)}]"
+                )
         load_model_state(self.model, checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scaler.load_state_dict(checkpoint["scaler"])
@@ -199,8 +287,14 @@ class Trainer:
         self.best_metric = checkpoint.get("best_metric")
         self.best_epoch = checkpoint.get("best_epoch")
         self.history = list(checkpoint.get("history", []))
+        self.epoch_sums = {**_empty_epoch_sums(), **checkpoint.get("epoch_sums", {})}
+        self.pending_validation = checkpoint.get("pending_validation")
         restore_rng_state(checkpoint["rng"])
         log.info("resumed from %s: %d epochs and %d steps done", path, self.epoch, self.step)
+        for key, (before, after) in changes.items():
+            allowed = " (allowed by trainer.resume_allow_changes)" if _matches(key, allow_changes) else ""
+            log.info("resumed with a changed config: %s %r -> %r%s", key, before, after, allowed)
+        return changes
 
     # ------------------------------------------------------------------------------------------------
     # the loop
@@ -214,23 +308,36 @@ class Trainer:
         restore = self._install_interrupt_handler()
         last_result: EvaluationResult | None = None
         try:
+            if self.pending_validation is not None:  # resumed from a checkpoint whose validation failed
+                if self.evaluator is not None:
+                    last_result = self._validate_and_finish_epoch(self.pending_validation)
+                else:
+                    self._end_of_epoch(self.pending_validation, None)
+                if self._interrupt_requested():
+                    raise TrainingInterrupted()
             while self.epoch < self.epochs:
                 train_stats = self._train_epoch()
                 self.epoch += 1
                 self.step_in_epoch = 0
-                result = None
+                self.epoch_sums = _empty_epoch_sums()
                 if self.evaluator is not None and (
                     self.epoch % self.val_every == 0 or self.epoch == self.epochs
                 ):
-                    result = self._validate()
-                    last_result = result or last_result
-                self._end_of_epoch(train_stats, result)
+                    last_result = self._validate_and_finish_epoch(train_stats) or last_result
+                else:
+                    self._end_of_epoch(train_stats, None)
+                if self._interrupt_requested():  # Ctrl-C during validation: the epoch is saved, stop now
+                    raise TrainingInterrupted()
         except TrainingInterrupted:
             self.save("last.pt")
             if main:
+                where = (
+                    f"at epoch {self.epoch + 1}, step {self.step}" if self.step_in_epoch
+                    else f"after epoch {self.epoch} (step {self.step})"
+                )  # fmt: skip
                 log.warning(
-                    "interrupted at epoch %d, step %d: saved %s; continue with trainer.resume=auto",
-                    self.epoch + 1, self.step, self.output_dir / "last.pt",
+                    "interrupted %s: saved %s; continue with trainer.resume=auto",
+                    where, self.output_dir / "last.pt",
                 )  # fmt: skip
             raise
         finally:
@@ -267,8 +374,9 @@ class Trainer:
             total=total, initial=start_batch, desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False,
             disable=not (self.progress and main), dynamic_ncols=True,
         )  # fmt: skip
-        loss_sum = acc_sum = acc_count = 0.0
-        seen = 0
+        if start_batch == 0:
+            self.epoch_sums = _empty_epoch_sums()
+        sums = self.epoch_sums
         window_start, window_images = time.perf_counter(), 0
         batch = output = None
         step_in_epoch = start_batch
@@ -280,15 +388,16 @@ class Trainer:
             self.step_in_epoch = step_in_epoch
 
             n = target.shape[0]
-            seen += n
             window_images += n
-            loss_sum += loss_value * n
+            sums["images"] += n
+            sums["loss"] += loss_value * n
+            sums["visible_joints"] += float(target_weight.sum())
             _, batch_accuracy, count = heatmap_accuracy(
                 final_heatmaps(output).detach(), target, target_weight
             )
             if count > 0:
-                acc_sum += float(batch_accuracy) * count
-                acc_count += count
+                sums["accuracy"] += float(batch_accuracy) * count
+                sums["accuracy_count"] += count
             if main and self.step % self.log_every == 0:
                 elapsed = time.perf_counter() - window_start
                 rate = window_images * distributed.world_size() / max(elapsed, 1e-9)
@@ -303,11 +412,17 @@ class Trainer:
             if self._interrupted:
                 raise TrainingInterrupted()
         bar.close()
+        if sums["images"] and not sums["visible_joints"]:
+            log.warning(
+                "epoch %d: no visible joint in any of its %d training samples, so the loss is 0 and nothing "
+                "is learned; check the annotations' visibility flags (joints_vis / keypoints v)",
+                self.epoch + 1, int(sums["images"]),
+            )  # fmt: skip
         stats = {
-            "loss": loss_sum / max(seen, 1),
-            "accuracy": acc_sum / acc_count if acc_count else float("nan"),
+            "loss": sums["loss"] / max(sums["images"], 1),
+            "accuracy": sums["accuracy"] / sums["accuracy_count"] if sums["accuracy_count"] else float("nan"),
             "lr": self.schedule.lr(self.epoch, self.step),
-            "images": seen,
+            "images": int(sums["images"]),
         }
         if main and self.image_every and (self.epoch + 1) % self.image_every == 0 and batch is not None:
             self._log_images(batch, final_heatmaps(output).detach())
@@ -356,10 +471,24 @@ class Trainer:
                 f"trainer.grad_clip, or trainer.amp=none."
             )
 
-    def _validate(self) -> EvaluationResult | None:
+    def _interrupt_requested(self) -> bool:
+        """Whether Ctrl-C was pressed (on any rank, when distributed)."""
+        if distributed.is_distributed():
+            flag = torch.tensor([float(self._interrupted)], device=self.device)
+            torch.distributed.all_reduce(flag)
+            self._interrupted = bool(flag[0] > 0)
+        return self._interrupted
+
+    def _validate_and_finish_epoch(self, train_stats: dict[str, float]) -> EvaluationResult | None:
+        """Save ``last.pt`` marked as awaiting validation (so a failing validation never loses the epoch),
+        validate, then record the epoch and write its checkpoints."""
+        self.pending_validation = dict(train_stats)
+        self.save("last.pt")
         result = self.evaluator.evaluate(
             self.model, self.device, self.output_dir / "eval" / f"epoch_{self.epoch:03d}"
         )
+        self.pending_validation = None
+        self._end_of_epoch(train_stats, result)
         return result
 
     def _end_of_epoch(self, train_stats: dict[str, float], result: EvaluationResult | None) -> None:
@@ -464,6 +593,11 @@ class Trainer:
 
         signal.signal(signal.SIGINT, handler)
         return lambda: signal.signal(signal.SIGINT, previous)
+
+
+def _empty_epoch_sums() -> dict[str, float]:
+    """Running sums over the steps of an epoch: images, loss x images, visible joints, accuracy."""
+    return {"images": 0, "loss": 0.0, "visible_joints": 0.0, "accuracy": 0.0, "accuracy_count": 0.0}
 
 
 def _summary_writer(log_dir: Path):

@@ -351,25 +351,34 @@ def _load_coco(ann: str | Path | dict, log: io.StringIO) -> COCOApi:
             return COCOApi(str(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON: {e}") from e
+    except (AssertionError, KeyError, TypeError) as e:  # pycocotools asserts the file is a JSON object
+        raise ValueError(
+            f"{path}: not a COCO annotation file (expected a JSON object with images, annotations, "
+            f"categories; pycocotools: {type(e).__name__} {e})"
+        ) from None
 
 
 def evaluate_keypoints(
     gt_ann_file: str | Path | dict,
     results: str | Path | list[dict],
     verbose: bool = False,
+    image_ids: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """COCO keypoint AP/AR of ``results`` with pycocotools' ``COCOeval(gt, dt, "keypoints")``.
 
     pycocotools' own messages and its summary are captured and logged at INFO level on this module's
     logger (``verbose=True`` also prints them). An empty results list gives all-zero stats and a
-    warning rather than pycocotools' crash. Every ground-truth image counts, including images without
-    any result. A stat is -1 where the ground truth has no person of that size (pycocotools' convention).
+    warning rather than pycocotools' crash. Every ground-truth image (of ``image_ids``) counts, including
+    images without any result. A stat is -1 where the ground truth has no person of that size
+    (pycocotools' convention).
 
     Args:
         gt_ann_file: a COCO person-keypoints annotation file (or its loaded dict); a ``segmentation``
             field is not needed.
         results: a results list or the path of a results JSON file (see :func:`build_keypoint_results`).
         verbose: print pycocotools' output.
+        image_ids: score only these ground-truth images (e.g. leaving out images that could not be
+            read); None = every image.
 
     Returns:
         ``{"AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL": float}`` in [0, 1].
@@ -393,6 +402,8 @@ def evaluate_keypoints(
         coco_dt = coco_gt.loadRes(results)
         coco_eval = COCOeval(coco_gt, coco_dt, "keypoints")
         coco_eval.params.kpt_oks_sigmas = np.asarray(COCO.sigmas)
+        if image_ids is not None:
+            coco_eval.params.imgIds = sorted(int(i) for i in image_ids)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()

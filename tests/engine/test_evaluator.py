@@ -16,7 +16,8 @@ from boxpose.cli.train import train
 from boxpose.data import COCODataset, MPIIDataset
 from boxpose.engine.evaluator import Evaluator
 from boxpose.engine.inference import predict_heatmaps
-from boxpose.evaluation.mpii import MPIIGroundTruth, load_mpii_gt, save_mpii_gt
+from boxpose.evaluation import coco as coco_eval
+from boxpose.evaluation.mpii import MPIIGroundTruth, compute_pckh, load_mpii_gt, load_pred_mat, save_mpii_gt
 from boxpose.keypoints import COCO
 
 
@@ -123,3 +124,72 @@ def test_predictor_matches_the_evaluators_keypoints(realdata):
         box = center_scale_to_box(record.center, record.scale)[None]
         keypoints = predictor.predict(cv2.imread(record.image_file), box)
         np.testing.assert_allclose(keypoints[0], predictions.keypoints[row], rtol=1e-4, atol=1e-3)
+
+
+def test_a_tolerated_unreadable_image_is_skipped_in_evaluation(mpii_valid, tmp_path):
+    """One of the five real MPII images unreadable: the metric covers the other four persons (equal to
+    PCKh of the full run's predictions on those rows), the warning and metrics.json name the file."""
+    full = Evaluator(MPIIDataset(mpii_valid / "annot" / "valid.json", mpii_valid / "images",
+                                 gt_mat=mpii_valid / "annot" / "gt_valid.mat"),
+                     batch_size=2, workers=0, oracle=True, progress=False)  # fmt: skip
+    full_result = full.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path / "full")
+    root = tmp_path / "broken"
+    shutil.copytree(mpii_valid, root)
+    entries = json.loads((root / "annot" / "valid.json").read_text())
+    broken = root / "images" / entries[2]["image"]
+    broken.write_bytes(b"truncated")
+    annot = root / "annot"
+    dataset = MPIIDataset(annot / "valid.json", root / "images", gt_mat=annot / "gt_valid.mat",
+                          max_failure_fraction=0.25)  # fmt: skip
+    evaluator = Evaluator(dataset, batch_size=2, workers=0, oracle=True, progress=False)
+    with pytest.warns(RuntimeWarning, match=broken.name):
+        result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path / "out")
+    assert result.skipped_persons == 1 and result.skipped_files == [str(broken)]
+    rows = [0, 1, 3, 4]
+    gt = load_mpii_gt(root / "annot" / "gt_valid.mat")
+    subset = MPIIGroundTruth(gt.joints[rows], gt.missing[rows], gt.headboxes[rows])
+    preds = full_result.predictions.keypoints[rows, :, :2] + 1.0
+    expected = compute_pckh(preds, subset)
+    assert result.metrics["Mean"] == pytest.approx(expected["Mean"])
+    assert result.metrics["Mean@0.1"] == pytest.approx(expected["Mean@0.1"])
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["num_persons"] == 4
+    assert saved["skipped"] == {"persons": 1, "images": 1, "files": [str(broken)]}
+    pred_mat = load_pred_mat(tmp_path / "out" / "pred.mat")
+    assert pred_mat.shape == (5, 16, 2) and np.isnan(pred_mat[2]).all() and np.isfinite(pred_mat[rows]).all()
+
+
+def test_an_unreadable_coco_image_is_left_out_of_the_scored_images(realdata, tmp_path):
+    """COCO: the images that could not be read are left out of COCOeval's images, so their persons are
+    not counted as misses: AP equals that of the full run's predictions on the other images."""
+    root = realdata / "coco-mini"
+    ann = root / "annotations" / "person_keypoints_val2017.json"
+    size = {"input_size": (64, 64), "heatmap_size": (16, 16)}
+    full = Evaluator(COCODataset(ann, root / "val2017", **size), batch_size=32, workers=0, oracle=True,
+                     progress=False).evaluate(torch.nn.Identity(), torch.device("cpu"))  # fmt: skip
+    images = tmp_path / "val2017"
+    shutil.copytree(root / "val2017", images)
+    dataset = COCODataset(ann, images, max_failure_fraction=0.05, **size)
+    broken = Path(dataset.records[-1].image_file)
+    broken.write_bytes(b"")
+    broken_id = dataset.records[-1].image_id
+    persons = sum(r.image_file == str(broken) for r in dataset.records)
+    evaluator = Evaluator(dataset, batch_size=32, workers=0, oracle=True, progress=False)
+    with pytest.warns(RuntimeWarning, match=broken.name):
+        result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path / "out")
+    assert result.skipped_persons == persons and result.skipped_files == [str(broken)]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["skipped"]["persons"] == persons
+
+    p = full.predictions
+    keep = p.image_ids != broken_id
+    areas = p.scales[keep, 0] * p.scales[keep, 1]
+    results = coco_eval.build_keypoint_results(
+        p.image_ids[keep], p.keypoints[keep], p.box_scores[keep], areas
+    )
+    readable = sorted(set(dataset.coco.getImgIds()) - {broken_id})
+    expected = coco_eval.evaluate_keypoints(ann, results, image_ids=readable)
+    assert result.metrics["AP"] == pytest.approx(expected["AP"]) and result.metrics["AR"] == pytest.approx(
+        expected["AR"]
+    )
+    as_misses = coco_eval.evaluate_keypoints(ann, results)  # the unreadable image's persons as misses
+    assert as_misses["AR"] < result.metrics["AR"]

@@ -17,7 +17,8 @@ from boxpose.cli.config import compose_config
 from boxpose.cli.train import build_trainer, train
 from boxpose.engine import trainer as trainer_module
 from boxpose.engine.checkpoint import load_checkpoint
-from boxpose.engine.trainer import NonFiniteLossError
+from boxpose.engine.evaluator import Evaluator
+from boxpose.engine.trainer import NonFiniteLossError, ResumeConfigError, TrainingInterrupted
 from tests.engine.helpers import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,9 +88,11 @@ def test_resume_inside_an_epoch_is_exact(synthetic_root, tmp_path):
     train(
         compose_config("train", [*tiny_overrides(synthetic_root, partial, epochs=2), "trainer.resume=auto"])
     )
-    assert _states_equal(
-        load_checkpoint(straight / "last.pt")["model"], load_checkpoint(partial / "last.pt")["model"]
-    )
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(partial / "last.pt")
+    assert _states_equal(a["model"], b["model"])
+    # The logged loss of the resumed epoch covers all its steps, not only those after the resume.
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    assert [h["images"] for h in a["history"]] == [h["images"] for h in b["history"]]
 
 
 def test_refuses_to_overwrite_a_run_without_resume(synthetic_root, tmp_path):
@@ -157,3 +160,80 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(synthetic_root, tmp_path):
     assert "Traceback" not in stderr
     checkpoint = torch.load(run / "last.pt", weights_only=True)
     assert checkpoint["step"] >= 2
+
+
+def test_resume_refuses_a_changed_config_unless_allowed(synthetic_root, tmp_path):
+    train(compose_config("train", tiny_overrides(synthetic_root, tmp_path, epochs=1)))
+    original = (tmp_path / "config.yaml").read_text()
+    resume = [*tiny_overrides(synthetic_root, tmp_path, epochs=2), "trainer.resume=auto"]
+    with pytest.raises(ResumeConfigError) as info:
+        build_trainer(compose_config("train", [*resume, "trainer.batch_size=4", "seed=1", "optim.lr=5e-4"]))
+    message = str(info.value)
+    for words in ("trainer.batch_size: 8 -> 4", "seed: 0 -> 1", "optim.lr: 0.001 -> 0.0005",
+                  "trainer.resume_allow_changes=[optim.lr,seed,trainer.batch_size]"):  # fmt: skip
+        assert words in message, message
+    assert "trainer.epochs" not in message  # extending a run is not a change of its result
+    assert (tmp_path / "config.yaml").read_text() == original
+
+    trainer = build_trainer(
+        compose_config("train", [*resume, "optim.lr=5e-4", "trainer.resume_allow_changes=[optim.lr]"])
+    )
+    assert trainer.epoch == 1 and trainer.config["optim"]["lr"] == 5e-4
+    assert (tmp_path / "config.yaml").read_text() == original  # never overwritten
+    resumed = (tmp_path / "config.resumed-1.yaml").read_text()
+    assert "lr: 0.0005" in resumed and "epochs: 2" in resumed
+    logged = (tmp_path / "train.log").read_text()
+    assert "optim.lr 0.001 -> 0.0005 (allowed by trainer.resume_allow_changes)" in logged
+    assert "trainer.epochs 1 -> 2" in logged
+
+
+def test_a_failing_validation_keeps_the_epoch_and_resumes_to_the_same_result(
+    synthetic_root, tmp_path, monkeypatch
+):
+    """last.pt is written before validation: a crash in epoch 2's validation leaves epoch 2's training, and
+    resuming (which runs the pending validation) ends as an uninterrupted run: weights, history, best.pt."""
+    straight = tmp_path / "straight"
+    train(compose_config("train", tiny_overrides(synthetic_root, straight, epochs=2)))
+
+    crashed = tmp_path / "crashed"
+    original_evaluate = Evaluator.evaluate
+    calls = []
+
+    def failing_evaluate(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full while writing pred.mat")
+        return original_evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluator, "evaluate", failing_evaluate)
+    with pytest.raises(OSError, match="disk full"):
+        train(compose_config("train", tiny_overrides(synthetic_root, crashed, epochs=2)))
+    saved = load_checkpoint(crashed / "last.pt")
+    assert saved["epoch"] == 2 and saved["pending_validation"]["images"] > 0
+    monkeypatch.setattr(Evaluator, "evaluate", original_evaluate)
+
+    train(
+        compose_config("train", [*tiny_overrides(synthetic_root, crashed, epochs=2), "trainer.resume=auto"])
+    )
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(crashed / "last.pt")
+    assert _states_equal(a["model"], b["model"]) and b["pending_validation"] is None
+    assert a["history"] == b["history"] and a["best_epoch"] == b["best_epoch"]
+    assert load_checkpoint(crashed / "best.pt")["epoch"] == load_checkpoint(straight / "best.pt")["epoch"]
+
+
+def test_ctrl_c_during_the_final_validation_stops_with_a_checkpoint(synthetic_root, tmp_path, monkeypatch):
+    """SIGINT arriving while the last epoch is validated: the validation finishes, the epoch is saved and
+    training ends with TrainingInterrupted (exit status 130 on the command line), not as a success."""
+    original_evaluate = Evaluator.evaluate
+
+    def interrupted_evaluate(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # handled by the trainer's handler: a flag, no exception
+        return original_evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluator, "evaluate", interrupted_evaluate)
+    with pytest.raises(TrainingInterrupted):
+        train(compose_config("train", tiny_overrides(synthetic_root, tmp_path, epochs=1)))
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["epoch"] == 1 and checkpoint["pending_validation"] is None
+    assert "val" in checkpoint["history"][-1]
+    assert not (tmp_path / "summary.json").exists()
