@@ -2,7 +2,7 @@
 
     python scripts/plot_boxes.py outputs/demo/best.pt                          # last box layer, 32 boxes
     python scripts/plot_boxes.py outputs/demo/best.pt --list                   # the box layers, with stats
-    python scripts/plot_boxes.py outputs/demo/best.pt --layer units.10.branch.0 --select widest
+    python scripts/plot_boxes.py outputs/demo/best.pt --layer units.12.branch.3 --select widest
     python scripts/plot_boxes.py outputs/demo/best.pt --layer all --n 16       # one panel per box layer
     python scripts/plot_boxes.py run_e10/last.pt run_e50/last.pt run_e140/last.pt   # evolution
     python scripts/plot_boxes.py outputs/demo                                  # a run dir: its *.pt files

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "plot_boxes.py"
 RED = (40, 40, 220)  # BGR colour of the boxes in boxpose.viz.draw.draw_boxes_in_windows
 BORDER = (120, 120, 120)  # BGR colour of the kernel window's outline
-LAYER = "units.10.branch.0"  # a k = 13 layer of boxnet_tiny
+LAYER = "units.12.branch.3"  # a k = 13 layer of boxnet_tiny
 
 
 plot_boxes = load_script("plot_boxes")
@@ -98,7 +98,7 @@ def test_box_is_drawn_where_it_is(checkpoints, tmp_path, capsys):
 def test_default_output_and_last_layer(checkpoints, capsys):
     assert plot_boxes.main([str(checkpoints[0])]) == 0
     # The paper's Fig. 4 shows the last box layer (k = 13).
-    expected = checkpoints[0].parent / "figures" / "boxes_units_10_branch_0.png"
+    expected = checkpoints[0].parent / "figures" / "boxes_units.12.branch.3.png"
     assert f"wrote {expected}" in capsys.readouterr().out
     image = cv2.imread(str(expected))
     # 32 windows of 64 x (64 + caption) pixels in 8 columns: 4 rows of tiles under the title bars.
