@@ -223,6 +223,7 @@ def test_cpu_kernel_and_reference_agree_on_random_inputs():
         boxes = (torch.rand(c * m, 4, generator=gen) * 2.4 - 1.2).float()
         with use_impl("cpu"):
             a = box_conv2d(x, boxes, k)
+        assert _build.is_loaded(cuda=False)
         with use_impl("reference"):
             b = box_conv2d(x, boxes, k)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
@@ -407,4 +408,58 @@ def test_generic_box_filter_matches_reference():
     coef = torch.randn(2, 2, 3, dtype=torch.float64)
     with use_impl("reference"):
         ref = box_filter(x, xs, ys, coef, 5)
-    torch.testing.assert_close(box_filter(x, xs, ys, coef, 5), ref)
+    # Forced: "auto" would fall back to the reference if the build failed and compare it with itself.
+    with use_impl("cpu"):
+        out = box_filter(x, xs, ys, coef, 5)
+    assert _build.is_loaded(cuda=False)
+    torch.testing.assert_close(out, ref)
+
+
+def test_compiled_comparisons_run_the_compiled_kernel(monkeypatch):
+    """use_impl("cpu") runs the compiled library, never the reference: a failed build is an error there."""
+    x, boxes = torch.randn(1, 2, 6, 6, dtype=torch.float64), random_boxes(2, 5)
+
+    def no_reference(*args, **kwargs):
+        raise AssertionError("the reference path ran under use_impl('cpu')")
+
+    monkeypatch.setattr(box_conv_module.reference, "box_filter_reference", no_reference)
+    with use_impl("cpu"):
+        out = box_conv2d(x, boxes, 5)
+    assert _build.is_loaded(cuda=False)
+    torch.testing.assert_close(out, dense_box_conv(x, boxes, 5))
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad corner values (the full fuzz, in a subprocess, is tests/ops/test_corner_fuzz.py)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_boxes_are_a_value_error(impl, value):
+    x = torch.randn(1, 1, 6, 6)
+    boxes = torch.tensor([[-0.5, 0.5, value, 0.5]], requires_grad=True)
+    with use_impl(impl):
+        with pytest.raises(ValueError, match="box_conv2d: boxes must be finite"):
+            box_conv2d(x, boxes, 5)
+        with pytest.raises(ValueError, match="box_conv2d_split: boxes must be finite"):
+            box_conv2d_split(x, boxes, torch.ones(1, 2), 5, "h2")
+        xs, ys = torch.tensor([[1.0, 3.0]]), torch.tensor([[value, 3.0]])
+        coef = split_coefficients(torch.ones(1, 1), "none")
+        with pytest.raises(ValueError, match="box_filter: ys must be finite"):
+            box_filter(x, xs, ys, coef, 5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_box_filter_clamps_far_corners(impl):
+    """Corners at +-1e10 are the window's edges (forward), with no gradient beyond them."""
+    x = torch.randn(1, 1, 6, 6, dtype=torch.float64)
+    coef = split_coefficients(torch.ones(1, 1, dtype=torch.float64), "none")
+    xs = torch.tensor([[1.5, 3.5]], dtype=torch.float64, requires_grad=True)
+    ys = torch.tensor([[-1e10, 1e10]], dtype=torch.float64, requires_grad=True)
+    with use_impl(impl):
+        out = box_filter(x, xs, ys, coef, 5)
+        grad_xs, grad_ys = torch.autograd.grad(out.sum(), [xs, ys])
+    # The whole window's height: y in [0, 5] is boxes' y_lo = -1, y_hi = 1.
+    boxes = torch.tensor([[1.5 * 2 / 5 - 1, 3.5 * 2 / 5 - 1, -1.0, 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(out, dense_box_conv(x, boxes, 5))
+    assert torch.equal(grad_ys, torch.zeros_like(grad_ys)) and grad_xs.abs().min() > 0
