@@ -463,3 +463,104 @@ def test_box_filter_clamps_far_corners(impl):
     boxes = torch.tensor([[1.5 * 2 / 5 - 1, 3.5 * 2 / 5 - 1, -1.0, 1.0]], dtype=torch.float64)
     torch.testing.assert_close(out, dense_box_conv(x, boxes, 5))
     assert torch.equal(grad_ys, torch.zeros_like(grad_ys)) and grad_xs.abs().min() > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Channels-last (NHWC) kernels: same oracle, same tolerances as the NCHW ones
+
+# (N, C, H, W, k, m): channel counts that fill no block exactly (the CPU kernel takes 16 // m
+# channels at a time), m up to 3, images smaller than the kernel.
+NHWC_SHAPES = [
+    (2, 3, 9, 11, 5, 1),
+    (1, 2, 3, 4, 7, 2),
+    (2, 20, 13, 7, 9, 3),
+    (1, 40, 8, 8, 5, 1),
+    (1, 17, 5, 6, 31, 2),
+]
+CL = torch.channels_last
+
+
+def _channels_last(n, c, h, w, dtype=torch.float64):
+    return torch.randn(n, c, h, w, dtype=dtype).contiguous(memory_format=CL)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("shape", NHWC_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("snapped", [False, True])
+def test_channels_last_forward_and_gradients_match_dense_kernel(impl, shape, snapped):
+    n, c, h, w, k, m = shape
+    x = _channels_last(n, c, h, w).requires_grad_()
+    boxes = random_boxes(c * m, k)
+    if snapped:  # integer corners: the snapped filter is the plain one there
+        boxes = ((boxes + 1) * (k / 2)).round() * (2 / k) - 1
+    boxes.requires_grad_()
+    g = _channels_last(n, c * m, h, w)
+    with use_impl(impl):
+        out = box_conv2d(x, boxes, k, snapped=snapped)
+        gx, gb = torch.autograd.grad(out, [x, boxes], g, allow_unused=True)
+    ref = dense_box_conv(x, boxes, k)
+    rx, rb = torch.autograd.grad(ref, [x, boxes], g)
+    assert out.is_contiguous(memory_format=CL)
+    assert gx.is_contiguous(memory_format=CL) or impl == "reference"  # (autograd picks its layout there)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(gx, rx, rtol=1e-9, atol=1e-9)
+    if not snapped:  # (snapped corners' gradients are the kernels' convention; see test_corner_fuzz)
+        torch.testing.assert_close(gb, rb, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("split", ["h2", "v2", "q4"])
+def test_channels_last_split_boxes_match_dense_kernel(impl, split):
+    pieces = {"h2": 2, "v2": 2, "q4": 4}[split]
+    x = _channels_last(2, 18, 9, 8).requires_grad_()
+    boxes = random_boxes(36, 11).requires_grad_()
+    weights = torch.randn(36, pieces, dtype=torch.float64, requires_grad=True)
+    g = _channels_last(2, 36, 9, 8)
+    ref = dense_split_conv(x, boxes, weights, 11, split)
+    ref_grads = torch.autograd.grad(ref, [x, boxes, weights], g)
+    with use_impl(impl):
+        out = box_conv2d_split(x, boxes, weights, 11, split)
+        grads = torch.autograd.grad(out, [x, boxes, weights], g)
+    assert out.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    for name, got, exp in zip(("input", "boxes", "weights"), grads, ref_grads):
+        torch.testing.assert_close(
+            got, exp, rtol=1e-9, atol=1e-9, msg=lambda m, name=name: f"grad {name}: {m}"
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_channels_last_reduced_precision(dtype):
+    x = _channels_last(2, 24, 16, 16, dtype=dtype)
+    boxes = random_boxes(24, 13).float()
+    with use_impl("cpu"):
+        out = box_conv2d(x, boxes, 13)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=CL)
+    ref = dense_box_conv(x.double(), boxes.double(), 13)
+    tol = {torch.float16: 2e-3, torch.bfloat16: 1e-2, torch.float32: 1e-5}[dtype]
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol * ref.abs().max().item())
+
+
+def test_channels_last_compiled_kernel_converts_no_layout():
+    """Forward and backward of a channels-last input copy no tensor (no NCHW round trip)."""
+    x = _channels_last(2, 32, 12, 10, dtype=torch.float32).requires_grad_()
+    boxes = random_boxes(64, 9).float().requires_grad_()
+    g = _channels_last(2, 64, 12, 10, dtype=torch.float32)
+    with use_impl("cpu"):
+        box_conv2d(x, boxes, 9)  # build and load outside the profile
+        with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True
+        ) as prof:
+            out = box_conv2d(x, boxes, 9)
+            gx, _ = torch.autograd.grad(out, [x, boxes], g)
+    names = {event.name for event in prof.events()}
+    assert "boxpose_kernels::box_filter_forward" in names and "boxpose_kernels::box_filter_backward" in names
+    # (The small corner tensors may be copied; no tensor of an image's size may be.)
+    copies = [
+        (event.name, event.input_shapes)
+        for event in prof.events()
+        if event.name in ("aten::copy_", "aten::clone", "aten::_to_copy")
+        and any(len(shape) == 4 and shape[2:] == [12, 10] for shape in event.input_shapes)
+    ]
+    assert not copies, f"layout conversions in the channels-last path: {copies}"
+    assert out.is_contiguous(memory_format=CL) and gx.is_contiguous(memory_format=CL)
