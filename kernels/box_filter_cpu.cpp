@@ -19,6 +19,10 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -224,29 +228,76 @@ inline int64_t channel_block(int64_t C, int64_t m) {
   return std::max<int64_t>(1, std::min<int64_t>(C, 16 / std::max<int64_t>(1, m)));
 }
 
+#if defined(__AVX2__)
+// dst[j * ld_dst + i] = src[i * ld_src + j] for an 8 x 8 block of floats, in registers.
+inline void transpose_8x8(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld_src);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ld_dst, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ld_dst, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+#endif
+
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (8 x 8 register blocks for floats
+// where AVX2 is available, element by element otherwise and at the edges).
+template <typename src_t, typename dst_t>
+void transpose(const src_t* src, int64_t ld_src, dst_t* dst, int64_t ld_dst, int64_t rows, int64_t cols) {
+  int64_t i0 = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<src_t, float> && std::is_same_v<dst_t, float>) {
+    for (; i0 + 8 <= rows; i0 += 8) {
+      int64_t j0 = 0;
+      for (; j0 + 8 <= cols; j0 += 8) transpose_8x8(src + i0 * ld_src + j0, ld_src, dst + j0 * ld_dst + i0, ld_dst);
+      for (int64_t i = i0; i < i0 + 8; ++i)
+        for (int64_t j = j0; j < cols; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+    }
+  }
+#endif
+  for (int64_t i = i0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * ld_dst + i] = static_cast<dst_t>(src[i * ld_src + j]);
+}
+
 // Tables of channels [c0, c0 + channels) of one NHWC image with C channels (see above). run: scratch of
-// `channels` running sums.
+// `channels` running sums; stage: of W * channels.
 template <typename scalar_t, typename acc_t>
 void build_sat_tile_nhwc(const scalar_t* image, int H, int W, int64_t C, int64_t c0, int64_t channels, acc_t* tile,
-                         acc_t* run) {
+                         acc_t* run, acc_t* stage) {
   const int stride = sat_stride(W);
   const int64_t pitch = channels * stride;
   std::fill(tile, tile + pitch, acc_t(0));
   for (int y = 0; y < H; ++y) {
     acc_t* row = tile + (y + 1) * pitch;
     const acc_t* prev = row - pitch;
+    // Running sums along x, all channels at once (stage[x * channels + cl]), then transposed into the
+    // channels' rows and added to the rows above.
     std::fill(run, run + channels, acc_t(0));
-    for (int64_t cl = 0; cl < channels; ++cl) row[cl * stride] = acc_t(0);
     const scalar_t* in = image + static_cast<int64_t>(y) * W * C + c0;
     for (int x = 0; x < W; ++x) {
       const scalar_t* __restrict__ pixel = in + static_cast<int64_t>(x) * C;
+      acc_t* __restrict__ sums = stage + static_cast<int64_t>(x) * channels;
 #pragma omp simd
-      for (int64_t cl = 0; cl < channels; ++cl) run[cl] += static_cast<acc_t>(pixel[cl]);
-      for (int64_t cl = 0; cl < channels; ++cl) row[cl * stride + x + 1] = run[cl];
+      for (int64_t cl = 0; cl < channels; ++cl) {
+        run[cl] += static_cast<acc_t>(pixel[cl]);
+        sums[cl] = run[cl];
+      }
     }
+    transpose(stage, channels, row + 1, stride, W, channels);
     for (int64_t cl = 0; cl < channels; ++cl) {
       acc_t* __restrict__ dst = row + cl * stride;
       const acc_t* __restrict__ above = prev + cl * stride;
+      dst[0] = acc_t(0);
 #pragma omp simd
       for (int x = 1; x <= W; ++x) dst[x] += above[x];
     }
@@ -257,19 +308,13 @@ void build_sat_tile_nhwc(const scalar_t* image, int H, int W, int64_t C, int64_t
 // pixel by pixel (each pixel's channels are contiguous in an NHWC tensor).
 template <typename scalar_t, typename acc_t>
 void store_rows_nhwc(const acc_t* rows, int W, int64_t channels, int64_t C, scalar_t* dst) {
-  for (int x = 0; x < W; ++x) {
-    scalar_t* __restrict__ pixel = dst + static_cast<int64_t>(x) * C;
-    for (int64_t q = 0; q < channels; ++q) pixel[q] = static_cast<scalar_t>(rows[q * W + x]);
-  }
+  transpose(rows, W, dst, C, channels, W);
 }
 
 // rows[q * W + x] = src[x * C + q]: the inverse of store_rows_nhwc.
 template <typename scalar_t, typename acc_t>
 void load_rows_nhwc(const scalar_t* src, int W, int64_t channels, int64_t C, acc_t* rows) {
-  for (int x = 0; x < W; ++x) {
-    const scalar_t* __restrict__ pixel = src + static_cast<int64_t>(x) * C;
-    for (int64_t q = 0; q < channels; ++q) rows[q * W + x] = static_cast<acc_t>(pixel[q]);
-  }
+  transpose(src, C, rows, W, W, channels);
 }
 
 bool is_channels_last(const at::Tensor& t) {
@@ -289,14 +334,14 @@ at::Tensor forward_cpu_nhwc(const at::Tensor& input, const at::Tensor& xs, const
     const scalar_t* in = input.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     at::parallel_for(0, s.N * blocks_per_image, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> tile(static_cast<size_t>(H + 1) * block * sat_stride(W)), run(block);
+      std::vector<acc_t> tile(static_cast<size_t>(H + 1) * block * sat_stride(W)), run(block), stage(block * W);
       std::vector<acc_t> V(static_cast<size_t>(kMaxCorners) * (W + 1));
       std::vector<acc_t> rows(static_cast<size_t>(block) * s.m * W);
       std::vector<CornerTable<acc_t>> tables(block * s.m);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / blocks_per_image, c0 = (task % blocks_per_image) * block;
         const int64_t channels = std::min(block, s.C - c0), outputs = channels * s.m;
-        build_sat_tile_nhwc(in + n * H * W * s.C, H, W, s.C, c0, channels, tile.data(), run.data());
+        build_sat_tile_nhwc(in + n * H * W * s.C, H, W, s.C, c0, channels, tile.data(), run.data(), stage.data());
         for (int64_t q = 0; q < outputs; ++q)
           tables[q] = table_for<scalar_t, coord_t>(xs, ys, coef, c0 * s.m + q, s, k, snapped, false);
         const int64_t pitch = channels * sat_stride(W);
@@ -338,16 +383,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu_nhwc(
     at::parallel_for(0, s.N * blocks_per_image, 1, [&](int64_t begin, int64_t end) {
       const size_t tile_rows = static_cast<size_t>(H + 1) * sat_stride(W);
       std::vector<acc_t> tile_input(want_corners ? tile_rows * block : 0);
-      std::vector<acc_t> tile_grad(want_input ? tile_rows * block * s.m : 0), run(block * s.m);
+      std::vector<acc_t> tile_grad(want_input ? tile_rows * block * s.m : 0), run(block * s.m), stage(block * s.m * W);
       std::vector<acc_t> V(static_cast<size_t>(kMaxCorners) * (W + 1)), row(W);
       std::vector<acc_t> grad_rows(static_cast<size_t>(block) * s.m * W), input_rows(static_cast<size_t>(block) * W);
       std::vector<CornerTable<acc_t>> tables(block * s.m), mirrored(block * s.m);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / blocks_per_image, c0 = (task % blocks_per_image) * block;
         const int64_t channels = std::min(block, s.C - c0), outputs = channels * s.m;
-        if (want_corners) build_sat_tile_nhwc(in + n * H * W * s.C, H, W, s.C, c0, channels, tile_input.data(), run.data());
+        if (want_corners)
+          build_sat_tile_nhwc(in + n * H * W * s.C, H, W, s.C, c0, channels, tile_input.data(), run.data(), stage.data());
         if (want_input)
-          build_sat_tile_nhwc(go + n * H * W * s.C_out, H, W, s.C_out, c0 * s.m, outputs, tile_grad.data(), run.data());
+          build_sat_tile_nhwc(go + n * H * W * s.C_out, H, W, s.C_out, c0 * s.m, outputs, tile_grad.data(), run.data(),
+                              stage.data());
         for (int64_t q = 0; q < outputs; ++q) {
           tables[q] = table_for<scalar_t, coord_t>(xs, ys, coef, c0 * s.m + q, s, k, snapped, false);
           mirrored[q] = table_for<scalar_t, coord_t>(xs, ys, coef, c0 * s.m + q, s, k, snapped, true);
