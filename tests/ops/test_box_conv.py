@@ -564,3 +564,19 @@ def test_channels_last_compiled_kernel_converts_no_layout():
     ]
     assert not copies, f"layout conversions in the channels-last path: {copies}"
     assert out.is_contiguous(memory_format=CL) and gx.is_contiguous(memory_format=CL)
+
+
+def test_channels_last_forward_is_bitwise_the_nchw_forward():
+    """Same tables and row filter in the same order: a model evaluates identically in either layout."""
+    x = torch.randn(2, 24, 17, 13)
+    boxes = (torch.rand(48, 4) * 2 - 1).sort(1).values[:, [0, 3, 1, 2]].contiguous()
+    weights = torch.randn(48, 4)
+    with use_impl("cpu"):
+        for fn in (
+            lambda t: box_conv2d(t, boxes, 11),
+            lambda t: box_conv2d(t, boxes, 11, snapped=True),
+            lambda t: box_conv2d_split(t, boxes, weights, 11, "q4"),
+        ):
+            nchw, nhwc = fn(x), fn(x.contiguous(memory_format=CL))
+            assert nhwc.is_contiguous(memory_format=CL)
+            assert torch.equal(nchw, nhwc)
