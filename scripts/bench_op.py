@@ -15,15 +15,23 @@ read of the input and one write of the output, next to a measured device-to-devi
     python scripts/bench_op.py                 # the issue's target shapes on the CPU (and CUDA if present)
     python scripts/bench_op.py --preset network --device cuda
     python scripts/bench_op.py --preset quick  # seconds; used by the tests
+    python scripts/bench_op.py --versus-clone --device cpu --threads 2   # forward vs x.clone(), NCHW and NHWC
+
+``--versus-clone`` times the box forward (fp32, no grad) of each shape of the preset in NCHW and in
+channels-last (NHWC) against ``x.clone()`` of the same tensor, the memory-bandwidth limit of an op that
+reads its input once and writes an output of the same size. The two are timed in alternation, and the
+medians of ``--repeats`` runs are reported with their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -147,6 +155,62 @@ def copy_bandwidth_gbps(nbytes: int = 1 << 30) -> float:
     return 2 * nbytes / (statistics.median(times) * 1e-3) / 1e9
 
 
+def versus_clone(args) -> dict:
+    """Box forward against x.clone() of the same tensor, NCHW and NHWC (see the module docstring)."""
+    device = "cuda" if args.device == "cuda" else "cpu"
+    report: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "box_impl": get_impl(),
+        },
+        "command": " ".join(sys.argv),
+        "versus_clone": [],
+    }
+    for n, c, h, w, k in PRESETS[args.preset][device]:
+        (x, boxes), fn = make_case("box", (n, c, h, w), k, device, torch.float32)
+        x, boxes = x.detach(), boxes.detach()
+        for layout, memory_format in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
+            tensor = x.contiguous(memory_format=memory_format)
+            runs = {"box_fwd": functools.partial(fn, tensor, boxes), "clone": tensor.clone}
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            with torch.no_grad():
+                for call in runs.values():
+                    call()  # warm-up (and kernel build)
+                for _ in range(args.repeats):
+                    for name, call in runs.items():
+                        times[name].append(_time_once(call, device))
+            box, clone = statistics.median(times["box_fwd"]), statistics.median(times["clone"])
+            report["versus_clone"].append(
+                {
+                    "device": device,
+                    "shape": [n, c, h, w],
+                    "k": k,
+                    "layout": layout,
+                    "box_fwd_ms_median": round(box, 2),
+                    "clone_ms_median": round(clone, 2),
+                    "box_over_clone": round(box / clone, 2),
+                    "runs": args.repeats,
+                    "box_fwd_ms": [round(t, 2) for t in times["box_fwd"]],
+                    "clone_ms": [round(t, 2) for t in times["clone"]],
+                }
+            )
+    return report
+
+
+def _time_once(call, device: str) -> float:
+    """Milliseconds of one call (synchronised on CUDA)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    call()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1e3
+
+
 def run(args) -> dict:
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
@@ -242,12 +306,22 @@ def main(argv: list[str] | None = None) -> None:
         "--ops", nargs="+", choices=["box", "dense", "dilated4x4"], default=["box", "dense", "dilated4x4"]
     )
     parser.add_argument("--min-run-time", type=float, default=2.0, help="CPU: seconds of timed runs per case")
-    parser.add_argument("--repeats", type=int, default=50, help="CUDA: timed runs per case")
+    parser.add_argument(
+        "--repeats", type=int, default=50, help="CUDA: timed runs per case; --versus-clone: runs per figure"
+    )
     parser.add_argument(
         "--slow-dense", action="store_true", help="CPU: also time the dense conv in bf16/fp16"
     )
+    parser.add_argument(
+        "--versus-clone",
+        action="store_true",
+        help="time the fp32 forward in NCHW and NHWC against x.clone() (medians of --repeats runs)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args), indent=1))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(versus_clone(args) if args.versus_clone else run(args), indent=1))
 
 
 if __name__ == "__main__":
