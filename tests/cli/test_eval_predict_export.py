@@ -30,15 +30,16 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     return run / "best.pt", data_root
 
 
-def _cli(module: str, args: list[str]) -> subprocess.CompletedProcess:
+def _cli(module: str, args: list[str], cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=600)  # fmt: skip
+                          cwd=cwd, timeout=600)  # fmt: skip
 
 
-def test_eval_cli_scores_a_checkpoint_with_its_stored_dataset(trained):
+def test_eval_cli_scores_a_checkpoint_with_its_stored_dataset(trained, tmp_path):
     checkpoint, _ = trained
-    result = _cli("boxpose.evaluate", [f"checkpoint={checkpoint}", "evaluate.workers=0"])
+    result = _cli("boxpose.evaluate", [f"checkpoint={checkpoint}", "evaluate.workers=0"], cwd=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # Hydra writes no evaluate.log where the user runs the CLI
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["split"] == "val" and set(summary["metrics"]) >= {"Head", "Mean", "Mean@0.1"}
