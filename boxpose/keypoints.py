@@ -41,7 +41,6 @@ class KeypointSpec:
         upper_body: joints used by half-body augmentation's upper half.
         lower_body: joints used by half-body augmentation's lower half.
         sigmas: per-joint OKS constants kappa_i (COCO); None where the layout has none.
-        joint_weights: per-joint loss weights (1.0 unless the layout defines them).
         pckh_groups: table columns of the MPII PCKh table: column name -> joint indices averaged.
         limb_colors: one BGR colour per skeleton edge.
     """
@@ -53,7 +52,6 @@ class KeypointSpec:
     upper_body: tuple[int, ...]
     lower_body: tuple[int, ...]
     sigmas: tuple[float, ...] | None = None
-    joint_weights: tuple[float, ...] | None = None
     pckh_groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
     limb_colors: tuple[tuple[int, int, int], ...] = ()
 
@@ -145,8 +143,6 @@ COCO = KeypointSpec(
     upper_body=tuple(range(11)),
     lower_body=tuple(range(11, 17)),
     sigmas=_COCO_SIGMAS,
-    # HRNet's optional per-joint loss weights (elbows/knees 1.2, wrists/ankles 1.5).
-    joint_weights=(1.0,) * 7 + (1.2, 1.2, 1.5, 1.5, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5),
     limb_colors=_limb_colors(_COCO_NAMES, _COCO_SKELETON),
 )
 
@@ -159,14 +155,3 @@ def get_spec(name: str) -> KeypointSpec:
         return SPECS[name]
     except KeyError:
         raise ValueError(f"unknown keypoint layout {name!r}; known: {sorted(SPECS)}") from None
-
-
-def spec_for_num_joints(num_joints: int) -> KeypointSpec:
-    """The spec with ``num_joints`` joints (16 -> MPII, 17 -> COCO)."""
-    for spec in SPECS.values():
-        if spec.num_joints == num_joints:
-            return spec
-    raise ValueError(
-        f"no keypoint layout has {num_joints} joints; known: "
-        + ", ".join(f"{s.name} ({s.num_joints})" for s in SPECS.values())
-    )

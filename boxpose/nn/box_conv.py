@@ -141,11 +141,6 @@ class BoxConv2d(nn.Module):
             xs, ys = box_corners(self.boxes.float(), self.max_size)
         return torch.stack([xs[:, 0], xs[:, -1], ys[:, 0], ys[:, -1]], 1).cpu()
 
-    def box_areas(self) -> Tensor:
-        """(C_out,) box areas in pixels (differentiable)."""
-        xs, ys = box_corners(self.boxes, self.max_size)
-        return (xs[:, -1] - xs[:, 0]) * (ys[:, -1] - ys[:, 0])
-
     def forward(self, x: Tensor) -> Tensor:
         # Boxes stay float32 under AMP and after model.half(): bf16 would resolve corners only to ~0.1 px.
         box_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
