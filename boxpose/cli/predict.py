@@ -94,7 +94,10 @@ def predict(cfg: dict[str, Any]) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     device = distributed.setup(cfg.get("device", "auto"))
     predictor = Predictor.from_checkpoint(
-        cfg["checkpoint"], device, flip_test=bool(cfg.get("flip_test", True))
+        cfg["checkpoint"],
+        device,
+        prepare=bool(cfg.get("prepare", True)),
+        flip_test=bool(cfg.get("flip_test", True)),
     )
     boxes = load_boxes(cfg.get("boxes"))
     threshold = float(cfg.get("score_threshold", 0.2))

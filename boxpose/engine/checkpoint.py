@@ -123,13 +123,18 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", prepare: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a training checkpoint was saved from and load its weights.
+
+    ``prepare=True`` returns :func:`boxpose.models.prepare_for_inference` of it (BatchNorms folded,
+    the device's faster memory format): the same heatmaps within float rounding, for inference only.
 
     Returns:
         (model in eval mode on ``device``, the checkpoint dict).
     """
-    from boxpose.models import build_model
+    from boxpose.models import build_model, prepare_for_inference
 
     checkpoint = load_checkpoint(path)
     config = checkpoint.get("config") or {}
@@ -141,4 +146,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     model_cfg.pop("pretrained", None)  # the weights come from the checkpoint, not from ImageNet
     model = build_model(name, num_joints=int(checkpoint["num_joints"]), **model_cfg)
     load_model_state(model, checkpoint["model"])
-    return model.to(device).eval(), checkpoint
+    model = model.to(device).eval()
+    return (prepare_for_inference(model) if prepare else model), checkpoint
