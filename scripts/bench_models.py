@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for where, settings in (("cpu", report["cpu"]), ("cuda", report["cuda"] or {})):
         for kind, result in settings.items():
             for key, ratios in result.items():
-                if key.startswith("sb_over_model"):
+                if key.startswith("sb_over_model") and ratios:
                     report["ratios"][f"{where}_{kind}{key.removeprefix('sb_over_model')}"] = ratios
     print(json.dumps(report, indent=2))
     return report
