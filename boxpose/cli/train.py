@@ -29,6 +29,7 @@ from boxpose.engine.optim import StepSchedule, build_optimizer
 from boxpose.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 from boxpose.keypoints import get_spec
 from boxpose.models import build_model
+from boxpose.models.inference import preferred_memory_format
 
 log = logging.getLogger("boxpose")
 
@@ -140,7 +141,12 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
         warmup_iters=int(schedule_cfg.get("warmup_iters", 0)),
     )
     progress = bool(tcfg.get("progress", True))
-    evaluator = build_evaluator(val_set, cfg["evaluate"], tcfg["amp"], bool(tcfg["channels_last"]), progress)
+    channels_last = tcfg["channels_last"]
+    if channels_last == "auto":  # channels-last where it is the faster layout: on CUDA
+        channels_last = preferred_memory_format(device) == "channels_last"
+    if not isinstance(channels_last, bool):
+        raise ValueError(f"trainer.channels_last must be true, false or auto, got {channels_last!r}")
+    evaluator = build_evaluator(val_set, cfg["evaluate"], tcfg["amp"], channels_last, progress)
     trainer = Trainer(
         model,
         optimizer,
@@ -152,7 +158,7 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
         evaluator=evaluator,
         val_every=int(tcfg["val_every"]),
         amp=str(tcfg["amp"]),
-        channels_last=bool(tcfg["channels_last"]),
+        channels_last=channels_last,
         compile=bool(tcfg["compile"]),
         grad_clip=tcfg.get("grad_clip"),
         sync_bn=bool(tcfg.get("sync_bn", False)),
