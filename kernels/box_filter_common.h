@@ -11,8 +11,8 @@
 // where F is the bilinear interpolation of the summed-area table S (H+1 rows, W+1 columns,
 // S[i][j] = sum of input[v][u] for v < i, u < j) with indices clamped into the table (zero padding).
 //
-// Sub-pixel convention: coordinate a -> cell t = min(floor(a), k-1), fraction f = a - t in [0, 1];
-// F interpolates SAT columns (x - r + t) and (x - r + t + 1). Derivatives use the same two columns,
+// Sub-pixel convention: coordinate a, clamped into [0, k], -> cell t = min(floor(a), k-1), fraction
+// f = a - t in [0, 1]; F interpolates SAT columns (x - r + t) and (x - r + t + 1). Derivatives use the same two columns,
 // which gives the right derivative at integer a < k and the left one at a = k.
 
 #pragma once
@@ -58,13 +58,33 @@ struct CornerTable {
   bool integer;  // every fraction is 0 or 1: each corner is a single SAT read
 };
 
+// Corner coordinates are clamped into the kernel window [0, k] (NaN to 0) before anything is cast to
+// int: a coordinate far outside the window (1e10, inf) or NaN would otherwise give an undefined cast and
+// indices outside the table. (The public functions reject non-finite corners; this keeps the kernels
+// memory-safe whatever they are given.)
+template <typename acc_t>
+BOXPOSE_HD acc_t clamp_corner(acc_t a, int k) {
+  if (!(a >= acc_t(0))) return acc_t(0);  // also NaN
+  return a > acc_t(k) ? acc_t(k) : a;
+}
+
 template <typename acc_t>
 BOXPOSE_HD void split_coordinate(acc_t a, int k, bool snapped, int* cell, acc_t* frac) {
+  a = clamp_corner(a, k);
   if (snapped) a = round_value(a);
   acc_t t = floor_value(a);
   if (t > acc_t(k - 1)) t = acc_t(k - 1);
   *cell = static_cast<int>(t);
   *frac = a - t;
+}
+
+// Corner a of the adjoint filter: k - a, where a is clamped and, for snapped corners, rounded first
+// (rounding k - a instead would move a corner at a half-integer, such as the centre of the window, to
+// the other side, and the result would no longer be the adjoint).
+template <typename acc_t>
+BOXPOSE_HD acc_t mirror_corner(acc_t a, int k, bool snapped) {
+  a = clamp_corner(a, k);
+  return acc_t(k) - (snapped ? round_value(a) : a);
 }
 
 // Table of channel j. xs: (NX,), ys: (NY,), coef: (NY, NX) row-major, all for this channel.
@@ -77,12 +97,12 @@ BOXPOSE_HD CornerTable<acc_t> make_corner_table(const coord_t* xs, const coord_t
   t.ny = ny;
   t.integer = true;
   for (int b = 0; b < nx; ++b) {
-    acc_t a = mirrored ? acc_t(k) - acc_t(xs[nx - 1 - b]) : acc_t(xs[b]);
+    acc_t a = mirrored ? mirror_corner(acc_t(xs[nx - 1 - b]), k, snapped) : acc_t(xs[b]);
     split_coordinate(a, k, snapped, &t.tx[b], &t.fx[b]);
     if (t.fx[b] != acc_t(0) && t.fx[b] != acc_t(1)) t.integer = false;
   }
   for (int a = 0; a < ny; ++a) {
-    acc_t c = mirrored ? acc_t(k) - acc_t(ys[ny - 1 - a]) : acc_t(ys[a]);
+    acc_t c = mirrored ? mirror_corner(acc_t(ys[ny - 1 - a]), k, snapped) : acc_t(ys[a]);
     split_coordinate(c, k, snapped, &t.ty[a], &t.fy[a]);
     if (t.fy[a] != acc_t(0) && t.fy[a] != acc_t(1)) t.integer = false;
   }

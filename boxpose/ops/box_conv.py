@@ -21,7 +21,13 @@ kernel w[j, iy, ix] = ov_y(iy) * ov_x(ix), ov(i) = max(0, min(hi, i+1) - max(lo,
 (-1, 1, -1, 1) give the full k x k box sum. The output has stride 1 and the input's size.
 
 - Boxes outside [-1, 1] are clamped by the op (no out-of-bounds reads; zero gradient beyond the
-  clamp, full gradient on it). A box with hi < lo on an axis is empty (zero output, zero gradient).
+  clamp, full gradient on it), however far outside (1e30 included). A box with hi < lo on an axis is
+  empty (zero output, zero gradient).
+- Non-finite boxes (NaN, +-inf) raise ``ValueError`` ("boxes must be finite") in every implementation,
+  forward and backward; ``box_filter`` does the same for its corners xs, ys and clamps finite ones into
+  [0, k]. (The check is one ``isfinite().all()`` on the boxes; on CUDA it synchronises with the device.
+  Under ``torch.compile`` the op's kernel checks at run time; during CUDA graph capture nothing is
+  checked and the kernels clamp NaN corners to 0, which keeps them memory-safe.)
 - Gradients with respect to the input and the boxes are exact: the derivative of the dense-kernel
   form. Where a corner sits exactly on an integer kernel coordinate a < k the right derivative
   (towards larger a) is returned, at a = k the left one; at lo == hi the box can grow from either edge.
@@ -50,6 +56,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
 from torch.utils.flop_counter import register_flop_formula
 
 from boxpose.ops import _build, reference
@@ -136,9 +143,29 @@ _lib.define(
 )
 
 
+def _check_finite(name: str, **tensors: Tensor) -> None:
+    """Raise ValueError naming the first argument holding NaN or +-inf.
+
+    One ``isfinite().all()`` on the small corner tensor (on CUDA it synchronises with the device). Skipped
+    where values are unknown: while tracing, compiling (the op's own kernel checks at run time), on
+    fake and meta tensors, and during CUDA graph capture.
+    """
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    for arg, tensor in tensors.items():
+        if is_fake(tensor) or tensor.device.type == "meta":
+            continue
+        if tensor.is_cuda and torch.cuda.is_current_stream_capturing():
+            continue
+        if not bool(torch.isfinite(tensor).all()):
+            shape = tuple(tensor.shape)
+            raise ValueError(f"{name}: {arg} must be finite, got NaN or inf in {arg} of shape {shape}")
+
+
 def _box_filter_kernel(
     input: Tensor, xs: Tensor, ys: Tensor, coef: Tensor, max_size: int, snapped: bool = False
 ) -> Tensor:
+    _check_finite("boxpose::box_filter", xs=xs, ys=ys)
     ops = _compiled_ops(input.device)
     if ops is None:
         out = reference.box_filter_reference(input, xs, ys, coef, max_size, snapped)
@@ -157,6 +184,7 @@ def _box_filter_backward_kernel(
     snapped: bool,
     output_mask: list[bool],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    _check_finite("boxpose::box_filter_backward", xs=xs, ys=ys)
     ops = _compiled_ops(input.device)
     if ops is None:
         grads = reference.box_filter_backward_reference(
@@ -167,8 +195,8 @@ def _box_filter_backward_kernel(
     grad_input, grad_xs, grad_ys, grad_coef = grads
     return (
         grad_input.contiguous(memory_format=reference.output_memory_format(input)),
-        grad_xs,
-        grad_ys,
+        reference.zero_beyond_window(grad_xs, xs, max_size),
+        reference.zero_beyond_window(grad_ys, ys, max_size),
         grad_coef,
     )
 
@@ -250,11 +278,21 @@ def box_filter(
     Args:
         input: (N, C, H, W).
         xs: (C_out, NX) corner abscissae in kernel coordinates [0, k]; ys: (C_out, NY) ordinates.
-        coef: (C_out, NY, NX) coefficients of F at each corner.
+        coef: (C_out, NY, NX) coefficients of F at each corner. Every row and column must sum to zero
+            (a weighted sum of boxes, as :func:`split_coefficients` gives): the input gradient is the
+            mirrored filter, which is the adjoint only then.
         max_size: k, odd. snapped: corners are rounded to integers (no interpolation, 1 SAT read each).
     Returns:
         (N, C_out, H, W).
+    Raises:
+        ValueError: if xs or ys hold NaN or +-inf. Finite corners outside [0, k] are clamped into it
+        (zero gradient beyond the window, full gradient on its edge).
     """
+    _check_finite("box_filter", xs=xs, ys=ys)
+    return _box_filter(input, xs, ys, coef, max_size, snapped)
+
+
+def _box_filter(input: Tensor, xs: Tensor, ys: Tensor, coef: Tensor, max_size: int, snapped: bool) -> Tensor:
     if _use_reference_directly():
         return reference.box_filter_reference(input, xs, ys, coef, max_size, snapped)
     return torch.ops.boxpose.box_filter(input, xs, ys, coef, max_size, snapped)
@@ -360,8 +398,9 @@ def box_conv2d(input: Tensor, boxes: Tensor, max_size: int, *, snapped: bool = F
         (N, C_out, H, W); output channel j reads input channel j // m.
     """
     _check_args("box_conv2d", input, boxes, max_size)
+    _check_finite("box_conv2d", boxes=boxes)
     xs, ys = box_corners(boxes, max_size)
-    return box_filter(input, xs, ys, _plain_coefficients(boxes), max_size, snapped)
+    return _box_filter(input, xs, ys, _plain_coefficients(boxes), max_size, snapped)
 
 
 def box_conv2d_split(
@@ -384,5 +423,6 @@ def box_conv2d_split(
         )
     if piece_weights.dtype != boxes.dtype or piece_weights.device != boxes.device:
         raise TypeError("box_conv2d_split: piece_weights must have the boxes' dtype and device")
+    _check_finite("box_conv2d_split", boxes=boxes)
     xs, ys = box_corners(boxes, max_size, split)
-    return box_filter(input, xs, ys, split_coefficients(piece_weights, split), max_size, snapped)
+    return _box_filter(input, xs, ys, split_coefficients(piece_weights, split), max_size, snapped)

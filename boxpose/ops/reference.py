@@ -25,6 +25,12 @@ t = min(floor(a), k - 1) and the fraction f = a - t in [0, 1]; F is interpolated
 the coordinate is the difference of those two columns, i.e. the integral of input column x - r + t.
 Consequently, at an integer coordinate a < k the *right* derivative is returned (the side towards
 larger a), and at a = k the *left* one (the side inside the kernel window).
+
+Corners outside the kernel window are clamped into [0, k] (:func:`clamp_corners`): the value is the one
+at the clamped corner, the gradient with respect to a clamped coordinate is zero beyond the window and
+full on its edge. Every implementation clamps before converting a coordinate to an index (the compiled
+kernels in ``split_coordinate``), so no coordinate, however large, reads outside the table. Non-finite
+corners are rejected by the op (``ValueError``) before they reach an implementation.
 """
 
 from __future__ import annotations
@@ -50,6 +56,29 @@ def summed_area_table(x: Tensor) -> Tensor:
     """(N, C, H, W) -> (N, C, H+1, W+1) with S[..., i, j] = sum over rows v < i and columns u < j."""
     s = x.cumsum(-1).cumsum(-2)
     return F.pad(s, (1, 0, 1, 0))
+
+
+def clamp_corners(coords: Tensor, max_size: int) -> Tensor:
+    """Clamp kernel coordinates (any shape) into the window [0, k]: gradient 1 inside and on the edges,
+    0 beyond.
+
+    NaN becomes 0 and +-inf the nearest edge, as in the compiled kernels (``clamp_corner``), so that the
+    implementations agree even on inputs the op rejects.
+    """
+    inside = (coords >= 0) & (coords <= max_size)
+    edge = torch.nan_to_num(coords.detach(), nan=0.0, posinf=float(max_size), neginf=0.0).clamp(0, max_size)
+    return torch.where(inside, coords, edge)
+
+
+def zero_beyond_window(grad: Tensor, coords: Tensor, max_size: int) -> Tensor:
+    """The gradient with respect to ``coords``, zero at the clamped coordinates (those outside [0, k]).
+
+    The compiled kernels and :func:`box_filter_backward_reference` return the derivative at the clamped
+    corner; this turns it into the derivative of the clamp's composition, as autograd gives for
+    :func:`box_filter_reference`.
+    """
+    inside = (coords >= 0) & (coords <= max_size)
+    return torch.where(inside, grad, torch.zeros_like(grad))
 
 
 def corner_cells(coords: Tensor, max_size: int, snapped: bool = False) -> tuple[Tensor, Tensor]:
@@ -131,6 +160,7 @@ def box_filter_reference(
     """
     acc = accumulation_dtype(input.dtype)
     multiplier = xs.shape[0] // input.shape[1]
+    xs, ys = clamp_corners(xs, max_size), clamp_corners(ys, max_size)
     sat = summed_area_table(input.to(acc))
     grid = corner_grid(sat, xs, ys, max_size, multiplier, snapped)
     out = torch.einsum("ncyaxb,cab->ncyx", grid, coef.to(acc))
@@ -150,7 +180,8 @@ def box_filter_backward_reference(
     """Explicit gradients of :func:`box_filter_reference` with respect to (input, xs, ys, coef).
 
     Used as the backward kernel where no compiled kernel exists. Gradients not asked for in
-    ``output_mask`` are returned as zeros.
+    ``output_mask`` are returned as zeros. Like the compiled kernels, the corner gradients are the
+    derivatives at the clamped corners (see :func:`zero_beyond_window`).
 
     grad_input is the adjoint of the filter: the same filter applied to grad_output with the box
     mirrored inside the kernel window (a -> k - a, corner order and coefficients reversed), summed over
@@ -160,11 +191,14 @@ def box_filter_backward_reference(
     c_out = xs.shape[0]
     m = c_out // c
     acc = accumulation_dtype(input.dtype)
+    xs, ys = clamp_corners(xs, max_size), clamp_corners(ys, max_size)
     g = grad_output.to(acc)
     grad_input = grad_xs = grad_ys = grad_coef = None
     if output_mask[0]:
+        # Snapped corners are rounded before mirroring: round(k - a) != k - round(a) at half-integers.
+        xs_m, ys_m = (torch.round(xs), torch.round(ys)) if snapped else (xs, ys)
         mirrored = box_filter_reference(
-            g, max_size - xs.flip(1), max_size - ys.flip(1), coef.flip(1, 2), max_size, snapped
+            g, max_size - xs_m.flip(1), max_size - ys_m.flip(1), coef.flip(1, 2), max_size, snapped
         )
         grad_input = mirrored.view(n, c, m, h, w).sum(2).to(input.dtype)
     if any(output_mask[1:]):

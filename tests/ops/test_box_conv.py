@@ -223,6 +223,7 @@ def test_cpu_kernel_and_reference_agree_on_random_inputs():
         boxes = (torch.rand(c * m, 4, generator=gen) * 2.4 - 1.2).float()
         with use_impl("cpu"):
             a = box_conv2d(x, boxes, k)
+        assert _build.is_loaded(cuda=False)
         with use_impl("reference"):
             b = box_conv2d(x, boxes, k)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
@@ -407,4 +408,159 @@ def test_generic_box_filter_matches_reference():
     coef = torch.randn(2, 2, 3, dtype=torch.float64)
     with use_impl("reference"):
         ref = box_filter(x, xs, ys, coef, 5)
-    torch.testing.assert_close(box_filter(x, xs, ys, coef, 5), ref)
+    # Forced: "auto" would fall back to the reference if the build failed and compare it with itself.
+    with use_impl("cpu"):
+        out = box_filter(x, xs, ys, coef, 5)
+    assert _build.is_loaded(cuda=False)
+    torch.testing.assert_close(out, ref)
+
+
+def test_compiled_comparisons_run_the_compiled_kernel(monkeypatch):
+    """use_impl("cpu") runs the compiled library, never the reference: a failed build is an error there."""
+    x, boxes = torch.randn(1, 2, 6, 6, dtype=torch.float64), random_boxes(2, 5)
+
+    def no_reference(*args, **kwargs):
+        raise AssertionError("the reference path ran under use_impl('cpu')")
+
+    monkeypatch.setattr(box_conv_module.reference, "box_filter_reference", no_reference)
+    with use_impl("cpu"):
+        out = box_conv2d(x, boxes, 5)
+    assert _build.is_loaded(cuda=False)
+    torch.testing.assert_close(out, dense_box_conv(x, boxes, 5))
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad corner values (the full fuzz, in a subprocess, is tests/ops/test_corner_fuzz.py)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_boxes_are_a_value_error(impl, value):
+    x = torch.randn(1, 1, 6, 6)
+    boxes = torch.tensor([[-0.5, 0.5, value, 0.5]], requires_grad=True)
+    with use_impl(impl):
+        with pytest.raises(ValueError, match="box_conv2d: boxes must be finite"):
+            box_conv2d(x, boxes, 5)
+        with pytest.raises(ValueError, match="box_conv2d_split: boxes must be finite"):
+            box_conv2d_split(x, boxes, torch.ones(1, 2), 5, "h2")
+        xs, ys = torch.tensor([[1.0, 3.0]]), torch.tensor([[value, 3.0]])
+        coef = split_coefficients(torch.ones(1, 1), "none")
+        with pytest.raises(ValueError, match="box_filter: ys must be finite"):
+            box_filter(x, xs, ys, coef, 5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_box_filter_clamps_far_corners(impl):
+    """Corners at +-1e10 are the window's edges (forward), with no gradient beyond them."""
+    x = torch.randn(1, 1, 6, 6, dtype=torch.float64)
+    coef = split_coefficients(torch.ones(1, 1, dtype=torch.float64), "none")
+    xs = torch.tensor([[1.5, 3.5]], dtype=torch.float64, requires_grad=True)
+    ys = torch.tensor([[-1e10, 1e10]], dtype=torch.float64, requires_grad=True)
+    with use_impl(impl):
+        out = box_filter(x, xs, ys, coef, 5)
+        grad_xs, grad_ys = torch.autograd.grad(out.sum(), [xs, ys])
+    # The whole window's height: y in [0, 5] is boxes' y_lo = -1, y_hi = 1.
+    boxes = torch.tensor([[1.5 * 2 / 5 - 1, 3.5 * 2 / 5 - 1, -1.0, 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(out, dense_box_conv(x, boxes, 5))
+    assert torch.equal(grad_ys, torch.zeros_like(grad_ys)) and grad_xs.abs().min() > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Channels-last (NHWC) kernels: same oracle, same tolerances as the NCHW ones
+
+# (N, C, H, W, k, m): channel counts that fill no block exactly (the CPU kernel takes 16 // m
+# channels at a time), m up to 3, images smaller than the kernel.
+NHWC_SHAPES = [
+    (2, 3, 9, 11, 5, 1),
+    (1, 2, 3, 4, 7, 2),
+    (2, 20, 13, 7, 9, 3),
+    (1, 40, 8, 8, 5, 1),
+    (1, 17, 5, 6, 31, 2),
+]
+CL = torch.channels_last
+
+
+def _channels_last(n, c, h, w, dtype=torch.float64):
+    return torch.randn(n, c, h, w, dtype=dtype).contiguous(memory_format=CL)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("shape", NHWC_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("snapped", [False, True])
+def test_channels_last_forward_and_gradients_match_dense_kernel(impl, shape, snapped):
+    n, c, h, w, k, m = shape
+    x = _channels_last(n, c, h, w).requires_grad_()
+    boxes = random_boxes(c * m, k)
+    if snapped:  # integer corners: the snapped filter is the plain one there
+        boxes = ((boxes + 1) * (k / 2)).round() * (2 / k) - 1
+    boxes.requires_grad_()
+    g = _channels_last(n, c * m, h, w)
+    with use_impl(impl):
+        out = box_conv2d(x, boxes, k, snapped=snapped)
+        gx, gb = torch.autograd.grad(out, [x, boxes], g, allow_unused=True)
+    ref = dense_box_conv(x, boxes, k)
+    rx, rb = torch.autograd.grad(ref, [x, boxes], g)
+    assert out.is_contiguous(memory_format=CL)
+    assert gx.is_contiguous(memory_format=CL) or impl == "reference"  # (autograd picks its layout there)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(gx, rx, rtol=1e-9, atol=1e-9)
+    if not snapped:  # (snapped corners' gradients are the kernels' convention; see test_corner_fuzz)
+        torch.testing.assert_close(gb, rb, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("split", ["h2", "v2", "q4"])
+def test_channels_last_split_boxes_match_dense_kernel(impl, split):
+    pieces = {"h2": 2, "v2": 2, "q4": 4}[split]
+    x = _channels_last(2, 18, 9, 8).requires_grad_()
+    boxes = random_boxes(36, 11).requires_grad_()
+    weights = torch.randn(36, pieces, dtype=torch.float64, requires_grad=True)
+    g = _channels_last(2, 36, 9, 8)
+    ref = dense_split_conv(x, boxes, weights, 11, split)
+    ref_grads = torch.autograd.grad(ref, [x, boxes, weights], g)
+    with use_impl(impl):
+        out = box_conv2d_split(x, boxes, weights, 11, split)
+        grads = torch.autograd.grad(out, [x, boxes, weights], g)
+    assert out.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    for name, got, exp in zip(("input", "boxes", "weights"), grads, ref_grads):
+        torch.testing.assert_close(
+            got, exp, rtol=1e-9, atol=1e-9, msg=lambda m, name=name: f"grad {name}: {m}"
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_channels_last_reduced_precision(dtype):
+    x = _channels_last(2, 24, 16, 16, dtype=dtype)
+    boxes = random_boxes(24, 13).float()
+    with use_impl("cpu"):
+        out = box_conv2d(x, boxes, 13)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=CL)
+    ref = dense_box_conv(x.double(), boxes.double(), 13)
+    tol = {torch.float16: 2e-3, torch.bfloat16: 1e-2, torch.float32: 1e-5}[dtype]
+    torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol * ref.abs().max().item())
+
+
+def test_channels_last_compiled_kernel_converts_no_layout():
+    """Forward and backward of a channels-last input copy no tensor (no NCHW round trip)."""
+    x = _channels_last(2, 32, 12, 10, dtype=torch.float32).requires_grad_()
+    boxes = random_boxes(64, 9).float().requires_grad_()
+    g = _channels_last(2, 64, 12, 10, dtype=torch.float32)
+    with use_impl("cpu"):
+        box_conv2d(x, boxes, 9)  # build and load outside the profile
+        with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True
+        ) as prof:
+            out = box_conv2d(x, boxes, 9)
+            gx, _ = torch.autograd.grad(out, [x, boxes], g)
+    names = {event.name for event in prof.events()}
+    assert "boxpose_kernels::box_filter_forward" in names and "boxpose_kernels::box_filter_backward" in names
+    # (The small corner tensors may be copied; no tensor of an image's size may be.)
+    copies = [
+        (event.name, event.input_shapes)
+        for event in prof.events()
+        if event.name in ("aten::copy_", "aten::clone", "aten::_to_copy")
+        and any(len(shape) == 4 and shape[2:] == [12, 10] for shape in event.input_shapes)
+    ]
+    assert not copies, f"layout conversions in the channels-last path: {copies}"
+    assert out.is_contiguous(memory_format=CL) and gx.is_contiguous(memory_format=CL)
