@@ -215,7 +215,9 @@ def concat_shuffle(a: Tensor, b: Tensor) -> Tensor:
     the inputs' memory format: ``a`` and ``b`` are interleaved along a new axis right after the channel
     axis of their storage order, so one ``stack`` writes the result and the flatten is a view.
     """
-    if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+    # Storage order from the strides, not is_contiguous(): a basic unit's identity half is a channel
+    # slice of an NHWC tensor, which is not channels-last contiguous but is stored channels innermost.
+    if a.stride(1) < a.stride(3):
         # NHWC storage: channels are innermost, interleave there.
         nhwc = torch.stack((a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)), dim=-1).flatten(3)
         return nhwc.permute(0, 3, 1, 2)
