@@ -142,8 +142,8 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
     )
     progress = bool(tcfg.get("progress", True))
     channels_last = tcfg["channels_last"]
-    if channels_last == "auto":  # channels-last where it is the faster layout: on CUDA
-        channels_last = preferred_memory_format(device) == "channels_last"
+    if channels_last == "auto":  # channels-last where it is the faster layout
+        channels_last = preferred_memory_format(device, model) == "channels_last"
     if not isinstance(channels_last, bool):
         raise ValueError(f"trainer.channels_last must be true, false or auto, got {channels_last!r}")
     evaluator = build_evaluator(val_set, cfg["evaluate"], tcfg["amp"], channels_last, progress)

@@ -11,9 +11,9 @@
   sees the BN's shift at every output pixel;
 - BatchNorms that neither rule reaches stay (the stacked hourglass's pre-activation BNs, which follow a
   residual sum and precede a ReLU);
-- the parameters move to the memory format that is fastest for the device (channels-last on CUDA, where
-  every layer has a channels-last kernel; see :func:`preferred_memory_format`). Convolutions propagate a
-  channels-last weight to their output, so an NCHW input is converted once, by the first layer.
+- the parameters move to the memory format that is fastest for the model and device (see
+  :func:`preferred_memory_format`). Convolutions propagate a channels-last weight to their output, so an
+  NCHW input is converted once, by the first layer.
 
 The folds are found structurally: consecutive children of every ``nn.Sequential`` (all of BoxNet, the
 deconvolution head of SimpleBaseline, the hourglass's residual modules) and the ``convN`` / ``bnN``
@@ -46,8 +46,8 @@ def prepare_for_inference(model: nn.Module, memory_format: str = "auto") -> nn.M
 
     Args:
         model: any registered pose model (left untouched: the result is a deep copy).
-        memory_format: "auto" (:func:`preferred_memory_format` for the model's device), "channels_last"
-            or "contiguous".
+        memory_format: "auto" (:func:`preferred_memory_format` of the model on its device),
+            "channels_last" or "contiguous".
     Returns:
         The prepared module, same class as ``model``, in eval mode. Its output equals ``model.eval()``'s
         within float rounding (1e-4 relative); for ``nn.Module.train()`` it is not meant: the folded
@@ -60,19 +60,23 @@ def prepare_for_inference(model: nn.Module, memory_format: str = "auto") -> nn.M
     if memory_format == "auto":
         parameter = next(prepared.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
-        memory_format = preferred_memory_format(device)
+        memory_format = preferred_memory_format(device, prepared)
     layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
     return prepared.to(memory_format=layout)
 
 
-def preferred_memory_format(device: torch.device) -> str:
-    """The faster memory format of the pose models on ``device``: "channels_last" on CUDA (cuDNN's
-    channels-last kernels, the box op's NHWC kernel), "contiguous" elsewhere.
+def preferred_memory_format(device: torch.device | str, model: nn.Module | None = None) -> str:
+    """The faster memory format of a pose model on ``device``: "channels_last" (cuDNN's and oneDNN's
+    channels-last convolutions, the box op's NHWC kernels), except on the CPU for a model with dilated
+    depthwise convolutions (``boxnet_dilated``), which oneDNN runs faster in NCHW ("contiguous").
 
-    On the CPU, NCHW is chosen from ``scripts/bench_models.py`` (docs/BENCHMARKS.md): with oneDNN's
-    1x1 convolutions on 2 cores the prepared BoxNet runs faster in NCHW.
+    Chosen from ``scripts/bench_models.py`` (docs/BENCHMARKS.md, 2 CPU cores): prepared BoxNet,
+    boxnet_3x3 and SimpleBaseline are fastest in channels-last, boxnet_dilated in NCHW.
     """
-    return "channels_last" if torch.device(device).type == "cuda" else "contiguous"
+    if torch.device(device).type == "cpu" and model is not None:
+        if any(isinstance(m, DilatedDepthwise4x4) for m in model.modules()):
+            return "contiguous"
+    return "channels_last"
 
 
 @torch.no_grad()

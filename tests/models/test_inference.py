@@ -153,3 +153,14 @@ def test_trained_in_one_memory_format_evaluates_the_same_in_the_other() -> None:
         torch.testing.assert_close(
             out, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item(), msg=name
         )
+
+
+def test_preferred_memory_format() -> None:
+    from boxpose.models.inference import preferred_memory_format
+
+    dilated = build_model("boxnet_tiny", num_joints=2, depthwise="dilated")
+    assert preferred_memory_format("cpu", build_model("boxnet_tiny", num_joints=2)) == "channels_last"
+    assert preferred_memory_format("cpu", dilated) == "contiguous"
+    assert preferred_memory_format("cuda", dilated) == "channels_last"
+    prepared = prepare_for_inference(dilated)  # "auto" on the CPU
+    assert not prepared.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
