@@ -29,7 +29,6 @@ from boxpose.engine.optim import StepSchedule, build_optimizer
 from boxpose.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 from boxpose.keypoints import get_spec
 from boxpose.models import build_model
-from boxpose.models.inference import preferred_memory_format
 
 log = logging.getLogger("boxpose")
 
@@ -142,8 +141,10 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
     )
     progress = bool(tcfg.get("progress", True))
     channels_last = tcfg["channels_last"]
-    if channels_last == "auto":  # channels-last where it is the faster layout
-        channels_last = preferred_memory_format(device, model) == "channels_last"
+    if channels_last == "auto":
+        # Channels-last on CUDA (cuDNN's fast path); on the CPU BoxNet's training step is faster in NCHW
+        # (scripts/bench_models.py, docs/BENCHMARKS.md), although its inference is not.
+        channels_last = device.type == "cuda"
     if not isinstance(channels_last, bool):
         raise ValueError(f"trainer.channels_last must be true, false or auto, got {channels_last!r}")
     evaluator = build_evaluator(val_set, cfg["evaluate"], tcfg["amp"], channels_last, progress)
