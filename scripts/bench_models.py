@@ -1,40 +1,46 @@
-"""Training throughput and peak memory of the paper's models; prints one JSON object.
+"""Inference and training time per image of BoxNet, its ablations and SimpleBaseline-R50; prints one JSON
+object (with the ratios SimpleBaseline time / BoxNet time under ``"ratios"``).
 
-One training step = forward, MSE loss against a target heatmap, backward, Adam step and the box
-projection the trainer applies (``project_boxes_``). Inference = the forward pass in eval mode without
-gradients, same batch, precision and memory format. Two settings:
+All figures of one setting come from one process, interleaved: every round times each variant once
+(A B C ... A B C ...), and a figure is the median over the rounds, so that a change in the machine's
+load hits every variant alike. Settings:
 
-- CUDA (when a GPU is present): batch 64 at 256x256, bf16 autocast, channels-last, timed with CUDA
-  events after warm-up; peak memory = ``torch.cuda.max_memory_allocated`` during the timed training
-  steps.
-- CPU (unless ``--skip-cpu``): batch 8 at 128x128, fp32, contiguous, a few steps timed with
-  ``perf_counter``; peak memory = the process's maximum resident set size after the model's steps
-  (monotone over the run).
+- CPU inference: batch 4 at 256x256, fp32, eval mode, ``torch.no_grad``; NCHW and channels-last, the
+  eager model and :func:`boxpose.models.prepare_for_inference` of it (BatchNorms folded).
+- CPU training step: batch 8 at 128x128, fp32: forward, MSE loss against a target heatmap, backward,
+  Adam step and the box projection the trainer applies (``project_boxes_``); NCHW and channels-last.
+- The box op's forward at (8, 192, 64, 64), k = 25, fp32, NCHW and NHWC, against ``x.clone()`` of the
+  same tensor (one read and one write: the memory-bandwidth limit).
+- CUDA (when a GPU is present): inference (batch 64, bf16 autocast) and the training step (batch 64,
+  256x256, bf16 autocast, channels-last), timed with CUDA events; peak memory of the training step.
 
-``--compile`` runs the model through ``torch.compile`` (warm-up steps include the compilation).
-
-    python scripts/bench_models.py                       # both settings where possible
+    python scripts/bench_models.py                                  # everything, 2 threads, 5 rounds
     python scripts/bench_models.py --skip-cuda --cpu-iters 5 --models boxnet boxnet_tiny
-    python scripts/bench_models.py --skip-cpu --compile --models boxnet simple_baseline_r50
+    python scripts/bench_models.py --only inference --formats channels_last --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
-import resource
+import statistics
 import time
-from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from boxpose.models import build_model, list_models
+from boxpose.models import build_model, list_models, prepare_for_inference
 from boxpose.nn import project_boxes_
+from boxpose.ops import box_conv2d
 
 DEFAULT_MODELS = ["boxnet", "boxnet_3x3", "boxnet_dilated", "simple_baseline_r50"]
+BASELINE = "simple_baseline_r50"
+FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+SETTINGS = ("inference", "training", "op", "cuda")
 
 
 def _loss(output: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
@@ -58,115 +64,192 @@ def _train_step(
     project_boxes_(model)
 
 
-def _inference_step(model: nn.Module, x: torch.Tensor, amp: torch.dtype | None) -> None:
-    with torch.no_grad(), torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
-        model(x)
+def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
+    """A function timing one call in milliseconds (CUDA events on a GPU, perf_counter on the CPU)."""
+    if device.type == "cuda":
+
+        def time_cuda(fn: Callable[[], Any]) -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+
+        return time_cuda
+
+    def time_cpu(fn: Callable[[], Any]) -> float:
+        start = time.perf_counter()
+        fn()
+        return 1000.0 * (time.perf_counter() - start)
+
+    return time_cpu
 
 
-def _setup(
-    name: str,
+def interleaved_medians(
+    calls: dict[str, Callable[[], Any]], rounds: int, warmup: int, device: torch.device
+) -> dict[str, float]:
+    """Median time (ms) of each call over ``rounds`` rounds; every round runs every call once, in order."""
+    timer = _timer(device)
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            times[key].append(timer(fn))
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def _inference_calls(
+    models: list[str],
+    formats: list[str],
     num_joints: int,
     batch: int,
     size: tuple[int, int],
     device: torch.device,
-    channels_last: bool,
-    compile: bool,
-) -> tuple[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
-    """(model, optimizer, input, target); the model is torch.compile'd if ``compile`` (the optimizer and the
-    box projection see the plain module's parameters, as in the trainer)."""
-    model = build_model(name, num_joints=num_joints).to(device).train()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    if compile:
-        model = torch.compile(model)
-    width, height = size  # input_size order, as data.input_size
-    x = torch.randn(batch, 3, height, width, device=device).contiguous(memory_format=memory_format)
-    target = torch.rand(batch, num_joints, height // 4, width // 4, device=device)
-    return model, optimizer, x, target
+    amp: torch.dtype | None,
+) -> dict[str, Callable[[], Any]]:
+    calls: dict[str, Callable[[], Any]] = {}
+    for name in models:
+        model = build_model(name, num_joints=num_joints).to(device).eval()
+        for fmt in formats:
+            layout = FORMATS[fmt]
+            x = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=layout)
+            variants = {
+                "eager": copy.deepcopy(model).to(memory_format=layout),
+                "prepared": prepare_for_inference(model, fmt if fmt == "channels_last" else "contiguous"),
+            }
+            for kind, net in variants.items():
+
+                def run(net: nn.Module = net, x: torch.Tensor = x) -> None:
+                    with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                        net(x)
+
+                calls[f"{name}|{fmt}|{kind}"] = run
+    return calls
 
 
-def _time_cuda(step, iters: int) -> float:
-    """Milliseconds per call of ``step``, timed with CUDA events over ``iters`` calls."""
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        step()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
+def _training_calls(
+    models: list[str],
+    formats: list[str],
+    num_joints: int,
+    batch: int,
+    size: tuple[int, int],
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> dict[str, Callable[[], Any]]:
+    calls: dict[str, Callable[[], Any]] = {}
+    for name in models:
+        for fmt in formats:
+            layout = FORMATS[fmt]
+            model = build_model(name, num_joints=num_joints).to(device).train().to(memory_format=layout)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            x = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=layout)
+            target = torch.rand(batch, num_joints, size[0] // 4, size[1] // 4, device=device)
+
+            def step(model=model, optimizer=optimizer, x=x, target=target) -> None:
+                _train_step(model, optimizer, x, target, amp)
+
+            calls[f"{name}|{fmt}|train"] = step
+    return calls
 
 
-def _median_ms_cpu(step, iters: int) -> float:
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * sorted(times)[len(times) // 2]
+def _rows(medians: dict[str, float], batch: int) -> list[dict[str, Any]]:
+    rows = []
+    for key, ms in medians.items():
+        name, fmt, kind = key.split("|")
+        rows.append(
+            {
+                "model": name,
+                "memory_format": fmt,
+                "variant": kind,
+                "ms_per_batch": round(ms, 2),
+                "ms_per_image": round(ms / batch, 2),
+            }
+        )
+    return rows
 
 
-def bench_cuda(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    device = torch.device("cuda")
-    size = tuple(args.cuda_size)
-    model, optimizer, x, target = _setup(
-        name, args.num_joints, args.cuda_batch, size, device, True, args.compile
-    )
-    amp = torch.bfloat16
-    for _ in range(args.cuda_warmup):
-        _train_step(model, optimizer, x, target, amp)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    ms = _time_cuda(partial(_train_step, model, optimizer, x, target, amp), args.cuda_iters)
-    peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    model.eval()
-    for _ in range(args.cuda_warmup):
-        _inference_step(model, x, amp)
-    torch.cuda.synchronize()
-    inference_ms = _time_cuda(partial(_inference_step, model, x, amp), args.cuda_iters)
-    result = {
-        "model": name,
-        "batch": args.cuda_batch,
+def best_times(rows: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[str, float]:
+    """Each model's fastest ms per image over the memory formats, among ``variants``."""
+    best: dict[str, float] = {}
+    for row in rows:
+        if row["variant"] in variants:
+            best[row["model"]] = min(best.get(row["model"], float("inf")), row["ms_per_image"])
+    return best
+
+
+def baseline_ratios(best: dict[str, float]) -> dict[str, float]:
+    """SimpleBaseline's time / each other model's time (> 1: the model is faster than SimpleBaseline)."""
+    if BASELINE not in best:
+        return {}
+    return {f"sb_over_{name}": round(best[BASELINE] / ms, 3) for name, ms in best.items() if name != BASELINE}
+
+
+def bench_setting(
+    kind: str,
+    args: argparse.Namespace,
+    device: torch.device,
+    batch: int,
+    size: tuple[int, int],
+    amp: torch.dtype | None,
+    formats: list[str],
+) -> dict[str, Any]:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    build = _inference_calls if kind == "inference" else _training_calls
+    calls = build(args.models, formats, args.num_joints, batch, size, device, amp)
+    medians = interleaved_medians(calls, args.rounds, args.warmup, device)
+    rows = _rows(medians, batch)
+    result: dict[str, Any] = {
+        "batch": batch,
         "input_size": list(size),
-        "amp": "bf16",
-        "channels_last": True,
-        "compile": args.compile,
-        "ms_per_step": round(ms, 2),
-        "images_per_s": round(args.cuda_batch * 1000.0 / ms, 1),
-        "peak_memory_mb": round(peak_mb, 1),
-        "inference_ms_per_batch": round(inference_ms, 2),
-        "inference_images_per_s": round(args.cuda_batch * 1000.0 / inference_ms, 1),
+        "amp": "bf16" if amp is not None else "none",
+        "rounds": args.rounds,
+        "results": rows,
     }
-    del model, optimizer, x, target
-    torch.cuda.empty_cache()
+    if kind == "inference":
+        result["sb_over_model_prepared"] = baseline_ratios(best_times(rows, ("prepared",)))
+        result["sb_over_model_eager"] = baseline_ratios(best_times(rows, ("eager",)))
+    else:
+        result["sb_over_model"] = baseline_ratios(best_times(rows, ("train",)))
+    if device.type == "cuda" and kind == "training":
+        result["peak_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return result
 
 
-def bench_cpu(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    size = tuple(args.cpu_size)
-    model, optimizer, x, target = _setup(
-        name, args.num_joints, args.cpu_batch, size, torch.device("cpu"), False, args.compile
-    )
-    for _ in range(args.cpu_warmup):
-        _train_step(model, optimizer, x, target, None)
-    ms = _median_ms_cpu(partial(_train_step, model, optimizer, x, target, None), args.cpu_iters)
-    model.eval()
-    for _ in range(args.cpu_warmup):
-        _inference_step(model, x, None)
-    inference_ms = _median_ms_cpu(partial(_inference_step, model, x, None), args.cpu_iters)
-    return {
-        "model": name,
-        "batch": args.cpu_batch,
-        "input_size": list(size),
-        "amp": "none",
-        "channels_last": False,
-        "compile": args.compile,
-        "ms_per_step": round(ms, 1),
-        "images_per_s": round(args.cpu_batch * 1000.0 / ms, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "inference_ms_per_batch": round(inference_ms, 1),
-        "inference_images_per_s": round(args.cpu_batch * 1000.0 / inference_ms, 2),
-    }
+def bench_op(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """The box op's forward at (8, 192, 64, 64), k = 25, fp32, NCHW and NHWC, against x.clone()."""
+    shape, k = (8, 192, 64, 64), 25
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(shape[1], 4, generator=generator) * 2 - 1
+    boxes = torch.stack(
+        [
+            torch.minimum(corners[:, 0], corners[:, 1]),
+            torch.maximum(corners[:, 0], corners[:, 1]),
+            torch.minimum(corners[:, 2], corners[:, 3]),
+            torch.maximum(corners[:, 2], corners[:, 3]),
+        ],
+        1,
+    ).to(device)
+    calls: dict[str, Callable[[], Any]] = {}
+    for fmt, layout in FORMATS.items():
+        x = torch.randn(shape, device=device).contiguous(memory_format=layout)
+        calls[f"box|{fmt}"] = lambda x=x: box_conv2d(x, boxes, k)
+        calls[f"clone|{fmt}"] = lambda x=x: x.clone()
+    medians = interleaved_medians(calls, max(args.rounds, 5), args.warmup, device)
+    result: dict[str, Any] = {"shape": list(shape), "max_size": k, "dtype": "float32"}
+    for fmt in FORMATS:
+        box, clone = medians[f"box|{fmt}"], medians[f"clone|{fmt}"]
+        result[fmt] = {
+            "box_ms": round(box, 3),
+            "clone_ms": round(clone, 3),
+            "box_over_clone": round(box / clone, 2),
+        }
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -175,37 +258,66 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list_models())
     parser.add_argument("--num-joints", type=int, default=17)
+    parser.add_argument("--only", nargs="+", choices=SETTINGS, default=list(SETTINGS), help="settings to run")
+    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; figures are medians")
+    parser.add_argument("--cpu-iters", type=int, default=None, help="same as --rounds (older name)")
+    parser.add_argument("--warmup", "--cpu-warmup", type=int, default=1, help="untimed calls per variant")
+    parser.add_argument("--infer-batch", type=int, default=4)
+    parser.add_argument("--infer-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    parser.add_argument("--cpu-batch", type=int, default=8, help="training batch on the CPU")
+    parser.add_argument("--cpu-size", type=int, nargs=2, default=[128, 128], metavar=("H", "W"))
     parser.add_argument("--cuda-batch", type=int, default=64)
-    parser.add_argument("--cuda-size", type=int, nargs=2, default=[256, 256], metavar=("W", "H"))
+    parser.add_argument("--cuda-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
     parser.add_argument("--cuda-warmup", type=int, default=10)
-    parser.add_argument("--cuda-iters", type=int, default=30)
-    parser.add_argument("--skip-cuda", action="store_true", help="CPU setting only, even with a GPU")
-    parser.add_argument("--skip-cpu", action="store_true", help="no CPU setting")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
-    parser.add_argument("--cpu-batch", type=int, default=8)
-    parser.add_argument("--cpu-size", type=int, nargs=2, default=[128, 128], metavar=("W", "H"))
-    parser.add_argument("--cpu-warmup", type=int, default=1)
-    parser.add_argument("--cpu-iters", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--cuda-iters", type=int, default=20, help="interleaved rounds on the GPU")
+    parser.add_argument("--skip-cuda", action="store_true", help="CPU settings only, even with a GPU")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.cpu_iters is not None:
+        args.rounds = args.cpu_iters
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    cpu = torch.device("cpu")
 
     report: dict[str, Any] = {
         "torch": torch.__version__,
         "machine": platform.machine(),
         "cpu_threads": torch.get_num_threads(),
         "cuda_device": None,
+        "cpu": {},
+        "op": None,
         "cuda": None,
-        "cpu": [],
+        "ratios": {},
     }
-    if torch.cuda.is_available() and not args.skip_cuda:
+    if "inference" in args.only:
+        batch, size = args.infer_batch, tuple(args.infer_size)
+        report["cpu"]["inference"] = bench_setting("inference", args, cpu, batch, size, None, args.formats)
+    if "training" in args.only:
+        batch, size = args.cpu_batch, tuple(args.cpu_size)
+        report["cpu"]["training"] = bench_setting("training", args, cpu, batch, size, None, args.formats)
+    if "op" in args.only:
+        report["op"] = bench_op(args, cpu)
+    if "cuda" in args.only and torch.cuda.is_available() and not args.skip_cuda:
         torch.backends.cudnn.benchmark = True
+        cuda = torch.device("cuda")
         report["cuda_device"] = torch.cuda.get_device_name()
-        report["cuda"] = [bench_cuda(name, args) for name in args.models]
-    if not args.skip_cpu:
-        report["cpu"] = [bench_cpu(name, args) for name in args.models]
+        gpu_args = argparse.Namespace(**{**vars(args), "rounds": args.cuda_iters, "warmup": args.cuda_warmup})
+        batch, size = args.cuda_batch, tuple(args.cuda_size)
+        report["cuda"] = {
+            "inference": bench_setting(
+                "inference", gpu_args, cuda, batch, size, torch.bfloat16, args.formats
+            ),
+            "training": bench_setting(
+                "training", gpu_args, cuda, batch, size, torch.bfloat16, ["channels_last"]
+            ),
+            "op": bench_op(gpu_args, cuda),
+        }
+    for where, settings in (("cpu", report["cpu"]), ("cuda", report["cuda"] or {})):
+        for kind, result in settings.items():
+            for key, ratios in result.items():
+                if key.startswith("sb_over_model") and ratios:
+                    report["ratios"][f"{where}_{kind}{key.removeprefix('sb_over_model')}"] = ratios
     print(json.dumps(report, indent=2))
     return report
 

@@ -69,7 +69,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("no dataset: pass data=<name> (the checkpoint stores no data configuration)")
     if checkpoint:
         _check_compatible(checkpoint, data_cfg, checkpoint_path)
-        model, _ = load_model(checkpoint_path, device)
+        model, _ = load_model(checkpoint_path, device, prepare=bool(cfg.get("prepare", True)))
     split = evaluate_cfg.get("split", "val")
     if cfg.get("output_dir"):
         output_dir = Path(cfg["output_dir"])

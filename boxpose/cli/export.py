@@ -42,7 +42,7 @@ def export(cfg: dict[str, Any]) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     checkpoint_path = Path(cfg["checkpoint"])
-    model, checkpoint = load_model(checkpoint_path, "cpu")
+    model, checkpoint = load_model(checkpoint_path, "cpu", prepare=bool(cfg.get("prepare", True)))
     model = _LastStack(model).eval()
     width, height = checkpoint["input_size"]
     example = torch.randn(2, 3, height, width)

@@ -173,7 +173,7 @@ def predict(cfg: dict[str, Any], detector: PersonDetector | None = None) -> dict
     device = distributed.setup(cfg.get("device", "auto"))
     predictor = Predictor.from_checkpoint(
         cfg["checkpoint"], device, flip_test=bool(cfg.get("flip_test", True)),
-        batch_size=int(cfg.get("pose_batch_size", 32)),
+        batch_size=int(cfg.get("pose_batch_size", 32)), prepare=bool(cfg.get("prepare", True)),
     )  # fmt: skip
     if boxes_file is not None:
         detector = None  # the boxes file overrides the detector

@@ -155,7 +155,14 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
         warmup_iters=int(schedule_cfg.get("warmup_iters", 0)),
     )
     progress = bool(tcfg.get("progress", True))
-    evaluator = build_evaluator(val_set, cfg["evaluate"], tcfg["amp"], bool(tcfg["channels_last"]), progress)
+    channels_last = tcfg["channels_last"]
+    if channels_last == "auto":
+        # Channels-last on CUDA (cuDNN's fast path); on the CPU BoxNet's training step is faster in NCHW
+        # (scripts/bench_models.py, docs/BENCHMARKS.md), although its inference is not.
+        channels_last = device.type == "cuda"
+    if not isinstance(channels_last, bool):
+        raise ValueError(f"trainer.channels_last must be true, false or auto, got {channels_last!r}")
+    evaluator = build_evaluator(val_set, cfg["evaluate"], tcfg["amp"], channels_last, progress)
     trainer = Trainer(
         model,
         optimizer,
@@ -167,7 +174,7 @@ def build_trainer(cfg: dict[str, Any]) -> Trainer:
         evaluator=evaluator,
         val_every=int(tcfg["val_every"]),
         amp=str(tcfg["amp"]),
-        channels_last=bool(tcfg["channels_last"]),
+        channels_last=channels_last,
         compile=bool(tcfg["compile"]),
         grad_clip=tcfg.get("grad_clip"),
         sync_bn=bool(tcfg.get("sync_bn", False)),

@@ -174,16 +174,22 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", prepare: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a training checkpoint was saved from and load its weights.
 
-    A checkpoint of boxpose 0.1's BoxNet family (written before the 13-unit reading of Fig. 3 became
-    ``boxnet``; it has no ``model_reading`` entry) is rebuilt as ``boxnet_11unit_m2``, with a warning.
+    try:
+        load_model_state(model, checkpoint["model"])
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    model = model.to(device).eval()
+    return (prepare_for_inference(model) if prepare else model), checkpoint
 
     Returns:
         (model in eval mode on ``device``, the checkpoint dict).
     """
-    from boxpose.models import build_model
+    from boxpose.models import build_model, prepare_for_inference
     from boxpose.models.boxnet import EARLIER_READING, earlier_reading_call, reading_of_state_dict
 
     checkpoint = load_checkpoint(path)
@@ -207,4 +213,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         load_model_state(model, checkpoint["model"])
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    return model.to(device).eval(), checkpoint
+    model = model.to(device).eval()
+    return (prepare_for_inference(model) if prepare else model), checkpoint

@@ -66,11 +66,14 @@ class Predictor:
         self.batch_size = batch_size
 
     @classmethod
-    def from_checkpoint(cls, path: str, device: str | torch.device = "cpu", **kwargs) -> Predictor:
-        """A predictor for a training checkpoint (model, joint layout, sizes and colour order from it)."""
+    def from_checkpoint(
+        cls, path: str, device: str | torch.device = "cpu", prepare: bool = True, **kwargs
+    ) -> Predictor:
+        """A predictor for a training checkpoint (model, joint layout, sizes and colour order from it);
+        ``prepare``: run :func:`boxpose.models.prepare_for_inference` of the model."""
         from boxpose.engine.checkpoint import load_model
 
-        model, checkpoint = load_model(path, device)
+        model, checkpoint = load_model(path, device, prepare=prepare)
         data_cfg = (checkpoint.get("config") or {}).get("data") or {}
         spec = get_spec(checkpoint.get("data_spec") or data_cfg.get("spec"))
         kwargs.setdefault("color_rgb", bool(data_cfg.get("color_rgb", True)))

@@ -12,6 +12,7 @@ See :mod:`boxpose.models._registry` for the contract every registered model keep
 from boxpose.models import boxnet, hourglass, simple_baseline  # noqa: F401  (registers the factories)
 from boxpose.models._registry import build_model, is_model, list_models, register_model
 from boxpose.models.counting import count_macs, count_parameters, summarize
+from boxpose.models.inference import prepare_for_inference
 
 __all__ = [
     "build_model",
@@ -19,6 +20,7 @@ __all__ = [
     "count_parameters",
     "is_model",
     "list_models",
+    "prepare_for_inference",
     "register_model",
     "summarize",
 ]

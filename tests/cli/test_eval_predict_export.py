@@ -150,3 +150,24 @@ def test_export_matches_pytorch(trained, tmp_path, fmt):
     )
     assert output.is_file() and summary["verified"] is True and summary["max_abs_diff"] < 1e-4
     assert summary["output_shape"] == [2, 16, 16, 16]
+
+
+def test_prepared_model_gives_the_same_heatmaps_and_scores(trained, tmp_path):
+    """load_model(prepare=True) (the CLIs' default) folds the BatchNorms: same heatmaps, same PCKh."""
+    import torch
+
+    from boxpose.engine.checkpoint import load_model
+
+    checkpoint, _ = trained
+    plain, _ = load_model(checkpoint)
+    prepared, _ = load_model(checkpoint, prepare=True)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = plain(x)
+        torch.testing.assert_close(prepared(x), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    base = [f"checkpoint={checkpoint}", "evaluate.workers=0"]
+    folded = evaluate(compose_config("evaluate", [*base, f"output_dir={tmp_path / 'a'}"]))
+    unfolded = evaluate(compose_config("evaluate", [*base, "prepare=false", f"output_dir={tmp_path / 'b'}"]))
+    assert folded["metrics"] == pytest.approx(unfolded["metrics"], abs=0.5)

@@ -43,6 +43,52 @@ def test_concat_shuffle_matches_shufflenet() -> None:
     assert torch.equal(cl, reference)
 
 
+def test_concat_shuffle_equals_the_previous_cat_index_select() -> None:
+    """Old checkpoints give identical results: the shuffle is the same permutation as boxpose 0.1's."""
+    a, b = torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 5)
+    order = torch.arange(8).view(2, 4).t().reshape(-1)  # 0, 4, 1, 5, ...
+    previous = torch.cat((a, b), 1).index_select(1, order)
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        out = concat_shuffle(
+            a.contiguous(memory_format=memory_format), b.contiguous(memory_format=memory_format)
+        )
+        assert torch.equal(out, previous)
+
+
+def test_concat_shuffle_keeps_channels_last_for_a_channel_slice() -> None:
+    """A basic unit passes the identity half as a channel slice of an NHWC tensor (not channels-last
+    contiguous): the output must still be channels-last, or every later layer converts back."""
+    x = torch.randn(2, 8, 5, 7).contiguous(memory_format=torch.channels_last)
+    identity, rest = x.chunk(2, dim=1)
+    branch = (2 * rest).contiguous(memory_format=torch.channels_last)
+    out = concat_shuffle(identity, branch)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    expected = torch.cat((identity, branch), 1).view(2, 2, 4, 5, 7).transpose(1, 2).reshape(2, 8, 5, 7)
+    assert torch.equal(out, expected)
+
+
+def test_units_keep_channels_last() -> None:
+    model = tiny().eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        features = model.stem(x)
+        for unit in model.units:
+            features = unit(features)
+            assert features.is_contiguous(memory_format=torch.channels_last), type(unit).__name__
+
+
+def test_concat_shuffle_compiles_with_dynamic_sizes() -> None:
+    """The stack form traces with dynamic spatial sizes (the reason for the old cat + index_select)."""
+    compiled = torch.compile(concat_shuffle, backend="aot_eager", fullgraph=True)
+    for size in ((4, 6), (6, 10), (10, 4)):  # the third size compiles a dynamic graph
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            a = torch.randn(2, 3, *size).contiguous(memory_format=memory_format)
+            b = torch.randn(2, 3, *size).contiguous(memory_format=memory_format)
+            out = compiled(a, b)
+            assert torch.equal(out, concat_shuffle(a, b))
+            assert out.is_contiguous(memory_format=memory_format)
+
+
 def test_layer_structure() -> None:
     model = build_model("boxnet", num_joints=17)
     assert isinstance(model, BoxNet)
