@@ -43,7 +43,7 @@ TINY = ["data=synthetic_mpii", "model=boxnet_tiny", "run_name=catalogue", "data.
         ("trainer.amp=fp32", ["trainer.amp=fp32", "none | bf16 | fp16"]),
         ("trainer.grad_clip=0", ["trainer.grad_clip=0", "> 0"]),
         ("trainer.val_every=0", ["trainer.val_every=0", "integer >= 1"]),
-        ("trainer.channels_last=maybe", ["trainer.channels_last=maybe", "true or false"]),
+        ("trainer.channels_last=maybe", ["trainer.channels_last=maybe", "true, false or auto"]),
         ("optim.lr=0", ["optim.lr=0", "number > 0"]),
         ("optim.lr=fast", ["optim.lr=fast", "number > 0"]),
         ("optim.weight_decay=-1e-4", ["optim.weight_decay", "number >= 0"]),

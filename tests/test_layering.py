@@ -11,10 +11,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "boxpose"
 
 # What each part of the package may import (besides itself). Anything not listed is an upward edge.
-BELOW_ENGINE = {"codec", "data", "evaluation", "keypoints", "models", "nn", "ops", "paper", "viz"}
+BELOW_ENGINE = {"codec", "data", "detect", "evaluation", "keypoints", "models", "nn", "ops", "paper", "viz"}
 ALLOWED = {
     "keypoints": set(),
     "paper": set(),
+    "detect": set(),  # person detectors: images -> boxes, no pose
     "ops": set(),
     "nn": {"ops"},
     "models": {"nn", "ops", "keypoints"},

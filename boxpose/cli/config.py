@@ -101,6 +101,10 @@ def boolean() -> Check:
     return lambda v: None if isinstance(v, bool) else "true or false"
 
 
+def boolean_or_auto() -> Check:
+    return lambda v: None if isinstance(v, bool) or v == "auto" else "true, false or auto"
+
+
 def choice(*options: str) -> Check:
     return lambda v: None if v in options else f"one of {' | '.join(options)}"
 
@@ -152,7 +156,7 @@ TRAINER_RULES: dict[str, Check] = {
     "trainer.workers": integer(0),
     "trainer.device": choice("auto", "cpu", "cuda"),
     "trainer.amp": choice("none", "bf16", "fp16"),
-    "trainer.channels_last": boolean(),
+    "trainer.channels_last": boolean_or_auto(),
     "trainer.compile": boolean(),
     "trainer.grad_clip": optional(number(0.0, low_open=True)),
     "trainer.sync_bn": boolean(),
@@ -218,6 +222,7 @@ EVALUATE_TOP_RULES: dict[str, Check] = {
     "device": choice("auto", "cpu", "cuda"),
     "amp": choice("none", "bf16", "fp16"),
     "channels_last": boolean(),
+    "prepare": boolean(),
     "op_impl": optional(choice("auto", "cpu", "cuda", "reference")),
 }
 
@@ -316,11 +321,12 @@ EXPORT_RULES: dict[str, Check] = {
     "output": optional(text()),
     "dynamic_batch": boolean(),
     "verify": boolean(),
+    "prepare": boolean(),
     "tolerance": number(0.0, low_open=True),
 }
 
 INFO_RULES: dict[str, Check] = {
-    "input_size": pair(integer(1), "[height, width], two integers >= 1"),
+    "input_size": pair(integer(1), "[width, height], two integers >= 1"),
     "num_joints": integer(1),
     "convention": choice("hrnet", "exact"),
 }
