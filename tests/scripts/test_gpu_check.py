@@ -132,6 +132,37 @@ def test_render_command_prints_the_table_of_a_saved_report(tmp_path, capsys):
     assert capsys.readouterr().out == gpu_check.render_markdown(report)
 
 
+def test_model_bench_rows_take_each_models_best_training_and_prepared_inference():
+    """bench_models.py's layout (setting -> results) read into one row per model, on hand numbers."""
+
+    def row(model: str, fmt: str, variant: str, images_per_s: float, **extra: float) -> dict:
+        return {
+            "model": model,
+            "memory_format": fmt,
+            "variant": variant,
+            "images_per_s": images_per_s,
+            **extra,
+        }
+
+    report = {
+        "cpu": {},
+        "cuda": {
+            "training": {"results": [row("boxnet", "channels_last", "train", 900.0, peak_memory_mb=2048.0)]},
+            "inference": {
+                "results": [
+                    row("boxnet", "nchw", "prepared", 3000.0),
+                    row("boxnet", "channels_last", "prepared", 4000.0),
+                    row("boxnet", "channels_last", "eager", 5000.0),  # not the prepared model: not read
+                ]
+            },
+        },
+    }
+    assert gpu_check.model_bench_rows(report, "cuda") == [
+        {"model": "boxnet", "images_per_s": 900.0, "peak_memory_mb": 2048.0, "inference_images_per_s": 4000.0}
+    ]
+    assert gpu_check.model_bench_rows({"cuda": None}, "cuda") == []  # no GPU seen: no rows
+
+
 def test_op_targets_follow_the_issue_thresholds():
     row = {
         "device": "cuda",
