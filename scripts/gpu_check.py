@@ -776,6 +776,8 @@ def step_ddp(check: Check) -> StepResult:
         steps=profile.ddp_steps,
         compile=False,
     )
+    sync_bn = device == "cuda"  # trainer.sync_bn is on by default; SyncBatchNorm refuses CPU modules
+    overrides.append(f"trainer.sync_bn={str(sync_bn).lower()}")
     cmd = [
         check.python,
         "-m",
@@ -792,6 +794,7 @@ def step_ddp(check: Check) -> StepResult:
         "device": device,
         "processes": 2,
         "gpus": gpus,
+        "sync_bn": sync_bn,
         "seconds": round(result.seconds, 1),
     }
     checks = {"ran": result.ok()}
