@@ -12,11 +12,18 @@ load hits every variant alike. Settings:
 - The box op's forward at (8, 192, 64, 64), k = 25, fp32, NCHW and NHWC, against ``x.clone()`` of the
   same tensor (one read and one write: the memory-bandwidth limit).
 - CUDA (when a GPU is present): inference (batch 64, bf16 autocast) and the training step (batch 64,
-  256x256, bf16 autocast, channels-last), timed with CUDA events; peak memory of the training step.
+  256x256, bf16 autocast, channels-last), timed with CUDA events; each row's peak memory: the most one
+  call allocates above what is resident before it (every variant's weights and optimizer state stay
+  resident together, so they are not counted), and the setting's overall peak.
+
+Every row gives ms per batch, ms per image and images/s. ``--compile`` runs every model through
+``torch.compile`` (the warm-up calls include the compilation); inference then times only the compiled
+prepared model.
 
     python scripts/bench_models.py                                  # everything, 2 threads, 5 rounds
     python scripts/bench_models.py --skip-cuda --cpu-iters 5 --models boxnet boxnet_tiny
     python scripts/bench_models.py --only inference --formats channels_last --rounds 3
+    python scripts/bench_models.py --only cuda --compile --models boxnet --formats channels_last
 """
 
 from __future__ import annotations
@@ -111,6 +118,7 @@ def _inference_calls(
     size: tuple[int, int],
     device: torch.device,
     amp: torch.dtype | None,
+    compile: bool,
 ) -> dict[str, Callable[[], Any]]:
     calls: dict[str, Callable[[], Any]] = {}
     for name in models:
@@ -118,10 +126,11 @@ def _inference_calls(
         for fmt in formats:
             layout = FORMATS[fmt]
             x = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=layout)
-            variants = {
-                "eager": copy.deepcopy(model).to(memory_format=layout),
-                "prepared": prepare_for_inference(model, fmt if fmt == "channels_last" else "contiguous"),
-            }
+            prepared = prepare_for_inference(model, fmt if fmt == "channels_last" else "contiguous")
+            if compile:
+                variants = {"prepared": torch.compile(prepared)}
+            else:
+                variants = {"eager": copy.deepcopy(model).to(memory_format=layout), "prepared": prepared}
             for kind, net in variants.items():
 
                 def run(net: nn.Module = net, x: torch.Tensor = x) -> None:
@@ -140,6 +149,7 @@ def _training_calls(
     size: tuple[int, int],
     device: torch.device,
     amp: torch.dtype | None,
+    compile: bool,
 ) -> dict[str, Callable[[], Any]]:
     calls: dict[str, Callable[[], Any]] = {}
     for name in models:
@@ -147,6 +157,8 @@ def _training_calls(
             layout = FORMATS[fmt]
             model = build_model(name, num_joints=num_joints).to(device).train().to(memory_format=layout)
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            if compile:
+                model = torch.compile(model)  # the optimizer and project_boxes_ see the same parameters
             x = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=layout)
             target = torch.rand(batch, num_joints, size[0] // 4, size[1] // 4, device=device)
 
@@ -157,19 +169,34 @@ def _training_calls(
     return calls
 
 
-def _rows(medians: dict[str, float], batch: int) -> list[dict[str, Any]]:
+def peak_memory_mb(calls: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """CUDA: the most each call allocates above what is allocated before it (MiB), one untimed call each."""
+    peaks = {}
+    for key, fn in calls.items():
+        torch.cuda.synchronize()
+        resident = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        peaks[key] = round((torch.cuda.max_memory_allocated() - resident) / 2**20, 1)
+    return peaks
+
+
+def _rows(medians: dict[str, float], batch: int, peaks: dict[str, float]) -> list[dict[str, Any]]:
     rows = []
     for key, ms in medians.items():
         name, fmt, kind = key.split("|")
-        rows.append(
-            {
-                "model": name,
-                "memory_format": fmt,
-                "variant": kind,
-                "ms_per_batch": round(ms, 2),
-                "ms_per_image": round(ms / batch, 2),
-            }
-        )
+        row = {
+            "model": name,
+            "memory_format": fmt,
+            "variant": kind,
+            "ms_per_batch": round(ms, 2),
+            "ms_per_image": round(ms / batch, 2),
+            "images_per_s": round(1000.0 * batch / ms, 1),
+        }
+        if key in peaks:
+            row["peak_memory_mb"] = peaks[key]
+        rows.append(row)
     return rows
 
 
@@ -201,13 +228,16 @@ def bench_setting(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     build = _inference_calls if kind == "inference" else _training_calls
-    calls = build(args.models, formats, args.num_joints, batch, size, device, amp)
+    calls = build(args.models, formats, args.num_joints, batch, size, device, amp, args.compile)
     medians = interleaved_medians(calls, args.rounds, args.warmup, device)
-    rows = _rows(medians, batch)
+    overall_peak_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None
+    peaks = peak_memory_mb(calls) if device.type == "cuda" else {}
+    rows = _rows(medians, batch, peaks)
     result: dict[str, Any] = {
         "batch": batch,
         "input_size": list(size),
         "amp": "bf16" if amp is not None else "none",
+        "compile": args.compile,
         "rounds": args.rounds,
         "results": rows,
     }
@@ -216,8 +246,8 @@ def bench_setting(
         result["sb_over_model_eager"] = baseline_ratios(best_times(rows, ("eager",)))
     else:
         result["sb_over_model"] = baseline_ratios(best_times(rows, ("train",)))
-    if device.type == "cuda" and kind == "training":
-        result["peak_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if overall_peak_mb is not None:
+        result["peak_memory_mb"] = overall_peak_mb  # every variant resident at once
     return result
 
 
@@ -272,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cuda-warmup", type=int, default=10)
     parser.add_argument("--cuda-iters", type=int, default=20, help="interleaved rounds on the GPU")
     parser.add_argument("--skip-cuda", action="store_true", help="CPU settings only, even with a GPU")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
     if args.cpu_iters is not None:

@@ -42,7 +42,7 @@ def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert all(d["box_grad_max_abs"] > 0 for d in op_tests["determinism"])  # real gradients compared
 
     assert steps["op_bench"]["figures"]["target"]["summary"][0]["device"] == "cpu"
-    bench = steps["model_bench"]["figures"]["eager"]["cpu"][0]
+    bench = steps["model_bench"]["figures"]["eager"][0]
     assert (
         bench["model"] == "boxnet_tiny" and bench["images_per_s"] > 0 and bench["inference_images_per_s"] > 0
     )
@@ -130,6 +130,37 @@ def test_render_command_prints_the_table_of_a_saved_report(tmp_path, capsys):
     path.write_text(json.dumps(report))
     assert gpu_check.main(["--render", str(path)]) == 0
     assert capsys.readouterr().out == gpu_check.render_markdown(report)
+
+
+def test_model_bench_rows_take_each_models_best_training_and_prepared_inference():
+    """bench_models.py's layout (setting -> results) read into one row per model, on hand numbers."""
+
+    def row(model: str, fmt: str, variant: str, images_per_s: float, **extra: float) -> dict:
+        return {
+            "model": model,
+            "memory_format": fmt,
+            "variant": variant,
+            "images_per_s": images_per_s,
+            **extra,
+        }
+
+    report = {
+        "cpu": {},
+        "cuda": {
+            "training": {"results": [row("boxnet", "channels_last", "train", 900.0, peak_memory_mb=2048.0)]},
+            "inference": {
+                "results": [
+                    row("boxnet", "nchw", "prepared", 3000.0),
+                    row("boxnet", "channels_last", "prepared", 4000.0),
+                    row("boxnet", "channels_last", "eager", 5000.0),  # not the prepared model: not read
+                ]
+            },
+        },
+    }
+    assert gpu_check.model_bench_rows(report, "cuda") == [
+        {"model": "boxnet", "images_per_s": 900.0, "peak_memory_mb": 2048.0, "inference_images_per_s": 4000.0}
+    ]
+    assert gpu_check.model_bench_rows({"cuda": None}, "cuda") == []  # no GPU seen: no rows
 
 
 def test_op_targets_follow_the_issue_thresholds():
