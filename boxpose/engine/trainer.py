@@ -131,7 +131,8 @@ class Trainer:
         epochs: total epochs. evaluator: scores the model every ``val_every`` epochs (and after the last).
         amp: "none", "bf16" or "fp16" (with a GradScaler). channels_last, compile: speed options.
         grad_clip: max gradient norm, or None.
-        sync_bn: convert BatchNorm to SyncBatchNorm when distributed.
+        sync_bn: convert BatchNorm to SyncBatchNorm when distributed on CUDA (ignored on the CPU, where
+            PyTorch has no SyncBatchNorm).
         log_every: steps between TensorBoard scalar logs. image_every / box_figure_every: epochs
             between logged prediction images and learned-box figures (0 = never).
         max_steps_per_epoch: cut epochs short (quick experiments and tests).
@@ -193,7 +194,8 @@ class Trainer:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         if distributed.is_distributed():
-            if sync_bn:
+            # SyncBatchNorm runs on CUDA only; CPU processes (gloo) keep per-process statistics.
+            if sync_bn and device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
