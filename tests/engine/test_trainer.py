@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -34,7 +35,7 @@ def test_loss_falls_and_outputs_are_written(synthetic_root, tmp_path):
     run = tmp_path / "run"
     history = load_checkpoint(run / "last.pt")["history"]
     losses = [h["loss"] for h in history]
-    assert losses[-1] < 0.7 * losses[0], losses
+    assert all(b <= a for a, b in itertools.pairwise(losses)) and losses[-1] < 0.8 * losses[0], losses
     assert summary["epochs"] == 6 and summary["metric_name"] == "Mean"
     for name in ("last.pt", "best.pt", "config.yaml", "summary.json", "train.log"):
         assert (run / name).is_file(), name

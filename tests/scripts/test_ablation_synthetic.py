@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
 from tests.engine.helpers import tiny_overrides
 from tests.scripts.helpers import load_script
@@ -28,14 +30,23 @@ def test_summary_orders_variants_and_measures_the_spread() -> None:
         {"variant": "conv3x3", "seed": 0, "pckh": 70.0},
         {"variant": "conv3x3", "seed": 1, "pckh": 75.0},
         {"variant": "dilated", "seed": 0, "pckh": 79.5},
-        {"variant": "dilated", "seed": 1, "pckh": 79.5},
+        {"variant": "dilated", "seed": 1, "pckh": 79.0},
     ]
     summary = module.summarize(runs)
     assert summary["ordering"] == ["dilated", "box", "conv3x3"]
     assert summary["variants"]["box"]["mean"] == pytest.approx(79.0)
     assert summary["variants"]["conv3x3"]["spread"] == pytest.approx(5.0)
+    assert summary["variants"]["conv3x3"]["std"] == pytest.approx(math.sqrt(12.5))  # sample std of 70, 75
+    # Welch's test by hand: box (mean 79, variance 2) vs 3x3 (72.5, 12.5), two runs each.
+    se2 = 2.0 / 2 + 12.5 / 2
+    t = 6.5 / math.sqrt(se2)
+    df = se2**2 / ((2.0 / 2) ** 2 / 1 + (12.5 / 2) ** 2 / 1)
+    welch = summary["tests"]["box_vs_conv3x3"]
+    assert welch["difference"] == pytest.approx(6.5) and welch["t"] == pytest.approx(t)
+    assert welch["p"] == pytest.approx(2 * stats.t.sf(t, df))
     table = module.markdown(summary, "cmd")
-    assert "| conv3x3 | 70.00 | 75.00 | 72.50 | 5.00 |" in table and "dilated > box > conv3x3" in table
+    assert "| conv3x3 | 70.00 | 75.00 | 72.50 | 3.54 |" in table and "dilated > box > conv3x3" in table
+    assert f"| box vs conv3x3 | +6.50 | {t:.2f} | {welch['p']:.3g} |" in table
 
 
 @pytest.mark.slow

@@ -98,7 +98,7 @@ def test_box_is_drawn_where_it_is(checkpoints, tmp_path, capsys):
 def test_default_output_and_last_layer(checkpoints, capsys):
     assert plot_boxes.main([str(checkpoints[0])]) == 0
     # The paper's Fig. 4 shows the last box layer (k = 13).
-    expected = checkpoints[0].parent / "figures" / "boxes_units.12.branch.3.png"
+    expected = checkpoints[0].parent / "figures" / "boxes_units_12_branch_3.png"
     assert f"wrote {expected}" in capsys.readouterr().out
     image = cv2.imread(str(expected))
     # 32 windows of 64 x (64 + caption) pixels in 8 columns: 4 rows of tiles under the title bars.
@@ -157,7 +157,7 @@ def test_list(checkpoints, capsys):
     assert plot_boxes.main([str(checkpoints[2]), "--list"]) == 0
     out = capsys.readouterr().out
     lines = [line.split() for line in out.splitlines() if line.strip().startswith("units.")]
-    assert [line[0] for line in lines][:2] == ["units.1.branch1.0", "units.1.branch2.3"] and len(lines) == 8
+    assert [line[0] for line in lines][:2] == ["units.3.branch1.0", "units.3.branch2.3"] and len(lines) == 8
     row = next(line for line in lines if line[0] == LAYER)
     assert row[1:3] == ["13", "48"]  # k and number of boxes (24 channels x 2 boxes)
     # Box 0 (5..12 x 0..13) reaches the edge; the random initial boxes within [-0.5, 0.5] do not.
@@ -175,7 +175,7 @@ def test_unknown_layer_lists_the_valid_names(checkpoints, capsys):
         plot_boxes.main([str(checkpoints[0]), "--layer", "units.99"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "no box layer named 'units.99'" in err and "units.1.branch1.0" in err and LAYER in err
+    assert "no box layer named 'units.99'" in err and "units.3.branch1.0" in err and LAYER in err
 
 
 def test_different_architectures_are_refused(checkpoints, tmp_path, capsys):
