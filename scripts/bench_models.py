@@ -125,7 +125,8 @@ def _inference_calls(
         model = build_model(name, num_joints=num_joints).to(device).eval()
         for fmt in formats:
             layout = FORMATS[fmt]
-            x = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=layout)
+            width, height = size  # (W, H), as data.input_size
+            x = torch.randn(batch, 3, height, width, device=device).contiguous(memory_format=layout)
             prepared = prepare_for_inference(model, fmt if fmt == "channels_last" else "contiguous")
             if compile:
                 variants = {"prepared": torch.compile(prepared)}
@@ -159,8 +160,9 @@ def _training_calls(
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
             if compile:
                 model = torch.compile(model)  # the optimizer and project_boxes_ see the same parameters
-            x = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=layout)
-            target = torch.rand(batch, num_joints, size[0] // 4, size[1] // 4, device=device)
+            width, height = size  # (W, H), as data.input_size
+            x = torch.randn(batch, 3, height, width, device=device).contiguous(memory_format=layout)
+            target = torch.rand(batch, num_joints, height // 4, width // 4, device=device)
 
             def step(model=model, optimizer=optimizer, x=x, target=target) -> None:
                 _train_step(model, optimizer, x, target, amp)
@@ -294,11 +296,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cpu-iters", type=int, default=None, help="same as --rounds (older name)")
     parser.add_argument("--warmup", "--cpu-warmup", type=int, default=1, help="untimed calls per variant")
     parser.add_argument("--infer-batch", type=int, default=4)
-    parser.add_argument("--infer-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    parser.add_argument("--infer-size", type=int, nargs=2, default=[256, 256], metavar=("W", "H"))
     parser.add_argument("--cpu-batch", type=int, default=8, help="training batch on the CPU")
-    parser.add_argument("--cpu-size", type=int, nargs=2, default=[128, 128], metavar=("H", "W"))
+    parser.add_argument("--cpu-size", type=int, nargs=2, default=[128, 128], metavar=("W", "H"))
     parser.add_argument("--cuda-batch", type=int, default=64)
-    parser.add_argument("--cuda-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    parser.add_argument("--cuda-size", type=int, nargs=2, default=[256, 256], metavar=("W", "H"))
     parser.add_argument("--cuda-warmup", type=int, default=10)
     parser.add_argument("--cuda-iters", type=int, default=20, help="interleaved rounds on the GPU")
     parser.add_argument("--skip-cuda", action="store_true", help="CPU settings only, even with a GPU")

@@ -179,13 +179,6 @@ def load_model(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a training checkpoint was saved from and load its weights.
 
-    try:
-        load_model_state(model, checkpoint["model"])
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    model = model.to(device).eval()
-    return (prepare_for_inference(model) if prepare else model), checkpoint
-
     Returns:
         (model in eval mode on ``device``, the checkpoint dict).
     """
