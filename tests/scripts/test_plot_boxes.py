@@ -159,7 +159,7 @@ def test_list(checkpoints, capsys):
     lines = [line.split() for line in out.splitlines() if line.strip().startswith("units.")]
     assert [line[0] for line in lines][:2] == ["units.3.branch1.0", "units.3.branch2.3"] and len(lines) == 8
     row = next(line for line in lines if line[0] == LAYER)
-    assert row[1:3] == ["13", "48"]  # k and number of boxes (24 channels x 2 boxes)
+    assert row[1:3] == ["13", "24"]  # k and number of boxes (24 channels x 1 box)
     # Box 0 (5..12 x 0..13) reaches the edge; the random initial boxes within [-0.5, 0.5] do not.
     assert row[-1] == f"{1 / 48:.1%}"
 
