@@ -155,17 +155,22 @@ def copy_bandwidth_gbps(nbytes: int = 1 << 30) -> float:
     return 2 * nbytes / (statistics.median(times) * 1e-3) / 1e9
 
 
+def machine() -> dict:
+    """Where the figures were measured: platform, processor, torch threads and version, box-op impl."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "box_impl": get_impl(),
+    }
+
+
 def versus_clone(args) -> dict:
     """Box forward against x.clone() of the same tensor, NCHW and NHWC (see the module docstring)."""
     device = "cuda" if args.device == "cuda" else "cpu"
     report: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "box_impl": get_impl(),
-        },
+        "machine": machine(),
         "command": " ".join(sys.argv),
         "versus_clone": [],
     }
@@ -219,13 +224,7 @@ def run(args) -> dict:
         devices.remove("cuda")
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
     report: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "box_impl": get_impl(),
-        },
+        "machine": machine(),
         "command": " ".join(sys.argv),
         "results": [],
         "summary": [],
