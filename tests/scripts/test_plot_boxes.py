@@ -161,7 +161,7 @@ def test_list(checkpoints, capsys):
     row = next(line for line in lines if line[0] == LAYER)
     assert row[1:3] == ["13", "24"]  # k and number of boxes (24 channels x 1 box)
     # Box 0 (5..12 x 0..13) reaches the edge; the random initial boxes within [-0.5, 0.5] do not.
-    assert row[-1] == f"{1 / 48:.1%}"
+    assert row[-1] == f"{1 / 24:.1%}"
 
 
 def test_layer_stats():
