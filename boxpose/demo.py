@@ -19,12 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from boxpose.cli.config import compose_config
+from boxpose.builders import build_dataset, build_predictor
 from boxpose.cli.evaluate import evaluate
 from boxpose.cli.train import train
 from boxpose.codec.affine import center_scale_to_box
-from boxpose.data.loader import build_dataset
-from boxpose.engine.predictor import Predictor
+from boxpose.config import compose_config
 from boxpose.viz import draw
 
 TARGET_PCKH = 70.0
@@ -32,8 +31,8 @@ TARGET_PCKH = 70.0
 
 def prediction_figure(checkpoint: Path, data_cfg: dict, path: Path, images: int = 6) -> Path:
     """Predicted skeletons on the first validation images (every annotated person), tiled into one PNG."""
-    predictor = Predictor.from_checkpoint(str(checkpoint))
-    dataset = build_dataset(data_cfg, "val", train=False)
+    predictor = build_predictor(checkpoint)
+    dataset = build_dataset(data_cfg, "val", train=False, codec=predictor.codec)
     by_image: dict[str, list] = {}
     for record in dataset.records:
         by_image.setdefault(record.image_file, []).append(record)

@@ -40,9 +40,9 @@ from typing import Any
 import torch
 from scipy import stats
 
-from boxpose.cli.config import compose_config
 from boxpose.cli.evaluate import evaluate
 from boxpose.cli.train import train
+from boxpose.config import compose_config
 
 VARIANTS = ("box", "dilated", "conv3x3")  # the paper's order, best first
 FULL_MODELS = {"box": "boxnet", "dilated": "boxnet_dilated", "conv3x3": "boxnet_3x3"}

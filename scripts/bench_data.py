@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from boxpose.cli.config import compose_config
-from boxpose.data import build_dataloader, build_dataset
+from boxpose.builders import build_dataset
+from boxpose.config import compose_config
+from boxpose.data import build_dataloader
 from boxpose.data.synthetic import MARKER_FILE
 
 

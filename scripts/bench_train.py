@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from boxpose.cli.config import compose_config
-from boxpose.cli.train import build_trainer
+from boxpose.builders import build_trainer
+from boxpose.config import compose_config
 
 CPU_MODELS = ["boxnet_tiny", "boxnet", "boxnet_3x3", "boxnet_dilated", "simple_baseline_r50"]
 CUDA_MODELS = [*CPU_MODELS, "hourglass8"]

@@ -1182,8 +1182,8 @@ def internal_oracle(device: str, size: str) -> dict[str, Any]:
 def internal_untrained(overrides: list[str]) -> dict[str, Any]:
     """Build the training run of ``overrides`` (which generates the synthetic data if needed) and score its
     untrained network with the run's evaluator (flip test as configured): the chance level."""
-    from boxpose.cli.config import compose_config
-    from boxpose.cli.train import build_trainer
+    from boxpose.builders import build_trainer
+    from boxpose.config import compose_config
 
     trainer = build_trainer(compose_config("train", overrides))
     # The plain module: compiling it for one evaluation would cost more than the evaluation.

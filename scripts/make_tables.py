@@ -36,9 +36,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from boxpose.builders import dataset_spec
 from boxpose.evaluation.coco import STAT_NAMES
 from boxpose.evaluation.mpii import PCKH_COLUMNS
-from boxpose.keypoints import get_spec
 from boxpose.paper import PAPER, PaperRow
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
@@ -262,7 +262,7 @@ def load_evaluation(metrics_path: Path) -> Evaluation:
         method = "oracle (encoded ground truth)"
     else:
         model_cfg = dict(config["model"])
-        num_joints = get_spec(config["data"]["spec"]).num_joints
+        num_joints = dataset_spec(config["data"]).num_joints
         try:
             params, gmacs = count_model(model_cfg, num_joints, input_size)
         except (KeyError, TypeError, ValueError) as exc:

@@ -21,9 +21,9 @@ rate drops x0.1 after 90/140 and 120/140 of them (the paper's MPII schedule) and
 about 15 evenly spaced epochs. With ``--steps 0`` (the gpu preset's) every run takes the config's
 epochs and validates every ``trainer.val_every`` (1) epochs.
 
-The trainer (``boxpose.cli.train.build_trainer``) is driven ``val_every`` epochs at a time
-(``Trainer.fit`` with ``epochs`` raised step by step: the same weights as one ``python -m boxpose.train``
-run with the printed overrides), and each validation's numbers are appended to ``<run>/curve.json``.
+The trainer (``boxpose.builders.build_trainer``, the same weights as one ``python -m boxpose.train`` run
+with the printed overrides) is given an epoch-end callback that measures the accuracies after each
+validation and appends them to ``<run>/curve.json``.
 Finished runs are skipped and an interrupted one continues from its ``last.pt``; ``--fresh`` starts
 over. ``--output`` receives ``results.json``, ``results.md``, ``curves.png`` (train and val PCK@0.5
 against the epoch, one panel per fraction: the paper's Fig. 5, left) and ``final_val.png`` (the last
@@ -80,9 +80,10 @@ from matplotlib.ticker import MaxNLocator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from boxpose.cli.config import compose_config
-from boxpose.cli.train import build_trainer
-from boxpose.data.loader import build_dataloader, build_dataset
+from boxpose.builders import build_dataset, build_trainer
+from boxpose.config import compose_config
+from boxpose.data.loader import build_dataloader
+from boxpose.engine.callbacks import Callback
 from boxpose.engine.inference import autocast, final_heatmaps
 from boxpose.engine.trainer import Trainer, TrainingInterrupted
 from boxpose.evaluation.pck import heatmap_accuracy
@@ -201,6 +202,49 @@ def epoch_record(trainer: Trainer, train_loader: DataLoader) -> dict[str, Any]:
     }
 
 
+class CurveRecorder(Callback):
+    """After every validated epoch: the accuracies of :func:`epoch_record`, appended to ``curve_file``
+    (kept across an interrupted and resumed run) and printed.
+
+    Args:
+        train_persons: the run's training persons without augmentation.
+        evaluate: the run's evaluation settings (loader batch size and workers).
+        curve_file: ``<run>/curve.json``.
+        tag: the run's name in the printed lines.
+    """
+
+    def __init__(self, train_persons: Dataset, evaluate: dict[str, Any], curve_file: Path, tag: str) -> None:
+        self.train_persons = train_persons
+        self.evaluate = evaluate
+        self.curve_file = curve_file
+        self.tag = tag
+        self.curve: list[dict[str, Any]] = []
+        self.train_loader: DataLoader | None = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        val_persons = len(trainer.evaluator.dataset)
+        self.train_loader = training_persons_loader(
+            self.train_persons, val_persons, self.evaluate, trainer.device
+        )
+        curve = json.loads(self.curve_file.read_text()) if self.curve_file.exists() else []
+        self.curve = [e for e in curve if e["epoch"] <= trainer.epoch]
+        if trainer.history and "val" in trainer.history[-1]:  # resumed after a validation not yet recorded
+            self.on_epoch_end(trainer, trainer.history[-1], True)
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any], result: Any) -> None:
+        """Measure after a validated epoch (``result`` is its evaluation; None when not validated)."""
+        if result is None or (self.curve and self.curve[-1]["epoch"] >= trainer.epoch):
+            return
+        self.curve.append(epoch_record(trainer, self.train_loader))
+        self.curve_file.write_text(json.dumps(self.curve, indent=2))
+        e = self.curve[-1]
+        pck = f"PCK@0.5 train {e['train_pck']:.1f} val {e['val_pck']:.1f}"
+        print(
+            f"{self.tag} epoch {e['epoch']}/{trainer.epochs}: {pck}, val PCKh@0.5 {e['val_pckh']:.1f}",
+            flush=True,
+        )
+
+
 def run_one(
     preset: str,
     model: str,
@@ -225,27 +269,12 @@ def run_one(
     print(f"{tag} python -m boxpose.train {' '.join(overrides)}", flush=True)
     if (output_dir / "last.pt").exists():
         cfg["trainer"]["resume"] = "auto"  # an interrupted run continues exactly
-    trainer = build_trainer(cfg)
+    recorder = CurveRecorder(train_persons, cfg["evaluate"], output_dir / "curve.json", tag)
+    trainer = build_trainer(cfg, callbacks=[recorder])
     epochs, val_every = int(cfg["trainer"]["epochs"]), int(cfg["trainer"]["val_every"])
-    val_persons = len(trainer.evaluator.dataset)
-    train_loader = training_persons_loader(train_persons, val_persons, cfg["evaluate"], trainer.device)
-
-    curve_file = output_dir / "curve.json"
-    curve = json.loads(curve_file.read_text()) if curve_file.exists() else []
-    curve = [e for e in curve if e["epoch"] <= trainer.epoch]
     start = time.time()
-    while True:
-        validated = trainer.epoch > 0 and (trainer.epoch % val_every == 0 or trainer.epoch == epochs)
-        if validated and (not curve or curve[-1]["epoch"] < trainer.epoch):
-            curve.append(epoch_record(trainer, train_loader))
-            curve_file.write_text(json.dumps(curve, indent=2))
-            e = curve[-1]
-            pck = f"PCK@0.5 train {e['train_pck']:.1f} val {e['val_pck']:.1f}"
-            print(f"{tag} epoch {e['epoch']}/{epochs}: {pck}, val PCKh@0.5 {e['val_pckh']:.1f}", flush=True)
-        if trainer.epoch >= epochs:
-            break
-        trainer.epochs = min((trainer.epoch // val_every + 1) * val_every, epochs)
-        trainer.fit()  # trains up to trainer.epochs, then validates (PCKh@0.5)
+    trainer.fit()  # validates every val_every epochs and after the last; the recorder measures each time
+    curve, train_loader, val_persons = recorder.curve, recorder.train_loader, len(trainer.evaluator.dataset)
     final = curve[-1]
     result = {
         "model": model,

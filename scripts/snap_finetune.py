@@ -66,17 +66,15 @@ import torch
 import torch.utils.benchmark as benchmark
 from omegaconf import DictConfig, OmegaConf
 
-from boxpose.cli.config import compose_config
+from boxpose.builders import build_trainer
 from boxpose.cli.evaluate import evaluate
-from boxpose.cli.train import build_trainer
+from boxpose.config import compose_config
 from boxpose.engine.checkpoint import (
     load_checkpoint,
     load_model,
-    load_model_state,
     model_state_dict,
     save_checkpoint,
 )
-from boxpose.engine.optim import build_optimizer
 from boxpose.nn import box_conv_layers, snap_boxes_
 from boxpose.ops import get_impl
 
@@ -95,7 +93,7 @@ def finetune_config(
     """The fine-tuning run's resolved config: the checkpoint's stored config with the overrides applied.
 
     Returns:
-        (config dict for :func:`boxpose.cli.train.build_trainer`, the overrides applied, in order).
+        (config dict for :func:`boxpose.builders.build_trainer`, the overrides applied, in order).
     Raises:
         ValueError: an override names a key the config does not have, or replaces a config group.
     """
@@ -401,7 +399,9 @@ def snap_finetune(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
     # 1-2: the checkpoint as is, snapped, and snapped with recalibrated BatchNorm statistics.
     output_dir.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(cfg)  # its training loader also serves the recalibration
+    finetune_model = copy.deepcopy(model)
+    frozen = freeze_boxes(finetune_model)  # snapped and frozen: the optimizer takes the other parameters
+    trainer = build_trainer(cfg, model=finetune_model)  # its training loader also serves the recalibration
     report["device"] = str(trainer.device)
     paths = {stage: output_dir / f"{stage}.pt" for stage in ("original", "snapped", "recalibrated")}
     save_checkpoint(paths["original"], _weights_only(checkpoint, model))
@@ -416,11 +416,8 @@ def snap_finetune(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
     # 3: fine-tune the rest of the network with the boxes snapped and frozen.
     print(f"\n== fine-tuning: boxpose-train (stored config of {source}) {shlex.join(overrides)}", flush=True)
-    load_model_state(trainer.model, checkpoint["model"])
-    frozen = freeze_boxes(trainer.plain_model)
     expected = snapped_boxes(snapped_model)  # the boxes evaluated as snapped.pt
     check_boxes(trainer.plain_model, expected, "snapping the trainer's model")
-    trainer.optimizer = build_optimizer(trainer.plain_model, **cfg["optim"])  # trainable parameters only
     trainer.fit()
     check_boxes(trainer.plain_model, expected, "the fine-tuned model")
     paths["finetuned"] = output_dir / "last.pt"

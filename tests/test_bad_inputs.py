@@ -16,12 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
-from boxpose.cli.config import ConfigError, compose_config, validate_evaluate_config, validate_train_config
+from boxpose.config import ConfigError, compose_config, validate_evaluate_config, validate_train_config
 from boxpose.data.base import AnnotationError, ImageReadError
 from boxpose.data.coco import COCODataset
 from boxpose.data.mpii import MPIIDataset
 from boxpose.engine.checkpoint import save_checkpoint
 from boxpose.evaluation.coco import evaluate_keypoints
+from tests.pipelines import make_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["data=synthetic_mpii", "model=boxnet_tiny", "run_name=catalogue", "data.root=/nonexistent"]
@@ -130,11 +131,12 @@ def _mpii_entry(image: str, visible: int = 1) -> dict:
             "joints": [[20.0 + j, 30.0] for j in range(16)], "joints_vis": [visible] * 16}  # fmt: skip
 
 
-def _mpii_dataset(tmp_path: Path, entries: list[dict], **kwargs) -> MPIIDataset:
+def _mpii_dataset(tmp_path: Path, entries: list[dict], train: bool = False, **kwargs) -> MPIIDataset:
     ann = tmp_path / "annot" / "train.json"
     ann.parent.mkdir(parents=True, exist_ok=True)
     ann.write_text(json.dumps(entries))
-    return MPIIDataset(ann, tmp_path / "images", input_size=(64, 64), heatmap_size=(16, 16), **kwargs)
+    pipeline = make_pipeline("mpii", train=train, input_size=(64, 64))
+    return MPIIDataset(ann, tmp_path / "images", pipeline, **kwargs)
 
 
 def test_coco_annotation_file_that_is_a_json_list(tmp_path):
@@ -142,7 +144,7 @@ def test_coco_annotation_file_that_is_a_json_list(tmp_path):
     ann.write_text(json.dumps([{"id": 1}]))
     (tmp_path / "val2017").mkdir()
     with pytest.raises(AnnotationError, match=r"expected a COCO annotation file.*got a JSON list") as info:
-        COCODataset(ann, tmp_path / "val2017")
+        COCODataset(ann, tmp_path / "val2017", make_pipeline("coco"))
     assert str(ann) in str(info.value)
     with pytest.raises(ValueError, match="not a COCO annotation file") as info:  # the evaluation's reader
         evaluate_keypoints(ann, [{"image_id": 1, "category_id": 1, "keypoints": [0.0] * 51, "score": 1.0}])
@@ -158,7 +160,11 @@ def test_coco_keypoints_that_are_not_numbers_name_the_annotation(realdata, tmp_p
     ann.write_text(json.dumps(data))
     bad_id = bad["id"]
     with pytest.raises(AnnotationError, match=rf"annotation id {bad_id} .*keypoints must be numbers") as info:
-        COCODataset(ann, realdata / "coco-mini" / "val2017", input_size=(64, 64), heatmap_size=(16, 16))
+        COCODataset(
+            ann,
+            realdata / "coco-mini" / "val2017",
+            make_pipeline("coco", input_size=(64, 64), heatmap_size=(16, 16)),
+        )
     assert str(ann) in str(info.value)
 
 

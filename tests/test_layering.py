@@ -24,8 +24,10 @@ ALLOWED = {
     "viz": {"keypoints"},
     "data": {"codec", "evaluation", "keypoints"},
     "engine": BELOW_ENGINE,
-    "cli": BELOW_ENGINE | {"engine"},
-    "demo": BELOW_ENGINE | {"engine", "cli"},
+    "config": {"data", "models"},  # composing and checking configs (the registered datasets and models)
+    "builders": BELOW_ENGINE | {"engine", "config"},  # config -> objects
+    "cli": BELOW_ENGINE | {"engine", "config", "builders"},
+    "demo": BELOW_ENGINE | {"engine", "config", "builders", "cli"},
     "train": {"cli"},
     "evaluate": {"cli"},
 }

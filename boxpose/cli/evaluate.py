@@ -17,20 +17,18 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from boxpose.cli.config import to_plain, validate_evaluate_config
-from boxpose.cli.train import build_evaluator, configure_logging
+from boxpose.builders import build_codec, build_dataset, build_evaluator, configure_logging, dataset_spec
+from boxpose.config import to_plain, validate_evaluate_config
 from boxpose.data.base import ImageReadError
-from boxpose.data.loader import build_dataset
 from boxpose.engine import distributed
 from boxpose.engine.checkpoint import load_checkpoint, load_model
-from boxpose.keypoints import get_spec
 from boxpose.ops import set_impl
 
 log = logging.getLogger("boxpose")
 
 
 def _check_compatible(checkpoint: dict[str, Any], data_cfg: dict[str, Any], path: str) -> None:
-    spec = get_spec(data_cfg["spec"])
+    spec = dataset_spec(data_cfg)
     if int(checkpoint["num_joints"]) != spec.num_joints:
         raise ValueError(
             f"{path} was trained for {checkpoint['num_joints']} joints "
@@ -48,7 +46,7 @@ def _check_compatible(checkpoint: dict[str, Any], data_cfg: dict[str, Any], path
 
 def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     """Evaluate with a resolved configuration (the plain dict of ``configs/evaluate.yaml``); every value
-    is checked first (:func:`~boxpose.cli.config.validate_evaluate_config`)."""
+    is checked first (:func:`~boxpose.config.validate_evaluate_config`)."""
     validate_evaluate_config(cfg)
     if cfg.get("op_impl"):
         set_impl(cfg["op_impl"])
@@ -78,10 +76,12 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     else:
         output_dir = Path("outputs") / "oracle" / f"{split}_{data_cfg.get('name')}"
     configure_logging(None)
-    dataset = build_dataset(data_cfg, split, train=False)
+    codec = build_codec(data_cfg, evaluate_cfg)
+    dataset = build_dataset(data_cfg, split, train=False, codec=codec)
     evaluator = build_evaluator(
-        dataset, evaluate_cfg, cfg.get("amp", "none"), bool(cfg.get("channels_last")), True
-    )
+        dataset, data_cfg, evaluate_cfg, codec, amp=cfg.get("amp", "none"),
+        channels_last=bool(cfg.get("channels_last")), progress=True,
+    )  # fmt: skip
     if model is None:  # oracle: the network is not run
         model = torch.nn.Identity()
     result = evaluator.evaluate(model, device, output_dir)

@@ -20,7 +20,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from boxpose.cli.config import to_plain, validate_export_config
+from boxpose.config import to_plain, validate_export_config
 from boxpose.engine.checkpoint import load_model
 from boxpose.engine.inference import final_heatmaps
 from boxpose.ops import use_impl

@@ -21,7 +21,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from boxpose.cli.config import ConfigError, to_plain, validate_info_config
+from boxpose.config import ConfigError, to_plain, validate_info_config
 from boxpose.models import build_model
 from boxpose.models.boxnet import BoxNet
 from boxpose.models.counting import GIGA, summarize

@@ -38,10 +38,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from boxpose.builders import build_predictor
 from boxpose.detect import PersonDetector, as_box_array, build_detector, clean_person_boxes, load_boxes_file
 from boxpose.detect.boxes import image_id_of, names_are_numeric
 from boxpose.engine import distributed
-from boxpose.engine.predictor import Predictor
 from boxpose.evaluation.coco import rescore
 from boxpose.viz.draw import draw_people
 
@@ -171,9 +171,12 @@ def predict(cfg: dict[str, Any], detector: PersonDetector | None = None) -> dict
     if cfg.get("boxes"):
         boxes_file, unnamed_is_whole_image = load_boxes_file(cfg["boxes"])
     device = distributed.setup(cfg.get("device", "auto"))
-    predictor = Predictor.from_checkpoint(
-        cfg["checkpoint"], device, flip_test=bool(cfg.get("flip_test", True)),
-        batch_size=int(cfg.get("pose_batch_size", 32)), prepare=bool(cfg.get("prepare", True)),
+    evaluate_cfg = cfg.get("evaluate") or {}
+    predictor = build_predictor(
+        cfg["checkpoint"], device, prepare=bool(cfg.get("prepare", True)),
+        flip_test=bool(evaluate_cfg.get("flip_test", True)),
+        flip_shift=int(evaluate_cfg.get("flip_shift", 1)), decode=str(evaluate_cfg.get("decode", "quarter")),
+        batch_size=int(evaluate_cfg.get("batch_size", 32)),
     )  # fmt: skip
     if boxes_file is not None:
         detector = None  # the boxes file overrides the detector

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from boxpose.codec.heatmap import HeatmapCodec
-from boxpose.data.pipeline import AugmentConfig, TopDownPipeline
+from boxpose.data.pipeline import TopDownPipeline
 from boxpose.keypoints import KeypointSpec
 
 README_HINT = "see data/README.md in the boxpose repository for how to obtain and lay out the datasets"
@@ -99,20 +99,17 @@ def subset_indices(n: int, fraction: float, seed: int) -> np.ndarray:
 
 
 class TopDownDataset(Dataset):
-    """Base class of the top-down datasets: records + pipeline + robust image reading.
+    """Base class of the top-down datasets: person records + an injected pipeline + robust image reading.
 
     Subclasses parse their annotation format into :class:`PersonRecord` and call ``super().__init__``.
 
     Args:
         records: the persons, in annotation order.
-        spec: keypoint layout (``dataset.spec``: flip pairs, names, ...).
-        train: augment (with ``augment``) or not.
-        input_size: (width, height) of the network input.
-        heatmap_size: (width, height) of the targets.
-        sigma: target Gaussian sigma in heatmap pixels.
-        augment: training augmentation; ignored unless ``train``. None with ``train`` = defaults.
-        color_rgb: RGB (HRNet) or BGR (SimpleBaseline) input.
-        fraction: keep a seeded random subset of this fraction of the records (the factory passes
+        spec: the dataset's keypoint layout (``dataset.spec``: flip pairs, names, ...); the pipeline must
+            use the same one.
+        pipeline: turns an image and a record into a sample (:class:`~boxpose.data.pipeline.TopDownPipeline`:
+            the run's codec, the training augmentation or None for evaluation, the colour order).
+        fraction: keep a seeded random subset of this fraction of the records (the builder passes
             ``train_fraction`` for the training split only).
         fraction_seed: seed of that subset.
         max_failure_fraction: unreadable images are skipped (another sample is returned, and every
@@ -124,29 +121,28 @@ class TopDownDataset(Dataset):
         self,
         records: list[PersonRecord],
         spec: KeypointSpec,
+        pipeline: TopDownPipeline,
         *,
-        train: bool,
-        input_size: tuple[int, int],
-        heatmap_size: tuple[int, int],
-        sigma: float = 2.0,
-        augment: AugmentConfig | None = None,
-        color_rgb: bool = True,
         fraction: float = 1.0,
         fraction_seed: int = 0,
         max_failure_fraction: float = 0.01,
     ) -> None:
+        if pipeline.spec.name != spec.name:
+            raise ValueError(
+                f"{type(self).__name__} has the {spec.name!r} keypoint layout but its pipeline was built for "
+                f"{pipeline.spec.name!r}"
+            )
         self.spec = spec
-        self.train = train
-        self.codec = HeatmapCodec(input_size, heatmap_size, sigma)
+        self.pipeline = pipeline
+        self.codec: HeatmapCodec = pipeline.codec
+        self.train = pipeline.augment is not None  # augmenting (training) or not (evaluation)
         self.input_size = self.codec.input_size
         self.heatmap_size = self.codec.heatmap_size
-        self.augment = (augment or AugmentConfig()) if train else None
-        self.pipeline = TopDownPipeline(spec, self.codec, self.augment, color_rgb)
         self.num_records_total = len(records)
         self.records = [records[i] for i in subset_indices(len(records), fraction, fraction_seed)]
         if not self.records:
             raise ValueError(f"{type(self).__name__} has no person records")
-        if train and not any(np.any(r.visible > 0) for r in self.records):
+        if self.train and not any(np.any(r.visible > 0) for r in self.records):
             raise AnnotationError(
                 f"{type(self).__name__}: none of the {len(self.records)} training persons has a visible "
                 "joint, so the loss would be 0 and nothing learned; check the annotations' visibility "

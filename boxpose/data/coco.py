@@ -28,7 +28,9 @@ import contextlib
 import io
 import json
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -43,7 +45,9 @@ from boxpose.data.base import (
     check_finite,
     require_path,
 )
-from boxpose.data.pipeline import AugmentConfig
+from boxpose.data.layout import COCO_IMAGE_FOLDERS
+from boxpose.data.pipeline import TopDownPipeline
+from boxpose.data.registry import register_dataset
 from boxpose.keypoints import COCO as COCO_SPEC
 
 NUM_JOINTS = COCO_SPEC.num_joints
@@ -132,10 +136,11 @@ class COCODataset(TopDownDataset):
         ann_file: ``person_keypoints_{train,val}2017.json``, or for test-dev the image-info file
             (``image_info_test-dev2017.json``, which requires ``det_file``).
         image_dir: folder of this split's images (e.g. ``<root>/val2017``).
+        pipeline: the top-down pipeline (codec, augmentation, colour order) for the COCO layout; a
+            detection's crop takes the aspect ratio of the codec's input size.
         det_file: person detections for evaluation; None = ground-truth boxes.
         det_score_thr: keep detections with ``score >= det_score_thr`` (HRNet's ``TEST.IMAGE_THRE``).
-        train, input_size, heatmap_size, sigma, augment, color_rgb, fraction, fraction_seed,
-        max_failure_fraction: see :class:`~boxpose.data.base.TopDownDataset`.
+        fraction, fraction_seed, max_failure_fraction: see :class:`~boxpose.data.base.TopDownDataset`.
 
     Attributes (for the COCO evaluator):
         ann_file: the annotation file (the ground truth for ``COCOeval``).
@@ -147,15 +152,10 @@ class COCODataset(TopDownDataset):
         self,
         ann_file: str | Path,
         image_dir: str | Path,
+        pipeline: TopDownPipeline,
         *,
         det_file: str | Path | None = None,
         det_score_thr: float = 0.0,
-        train: bool = False,
-        input_size: tuple[int, int] = (192, 256),
-        heatmap_size: tuple[int, int] = (48, 64),
-        sigma: float = 2.0,
-        augment: AugmentConfig | None = None,
-        color_rgb: bool = True,
         fraction: float = 1.0,
         fraction_seed: int = 0,
         max_failure_fraction: float = 0.01,
@@ -170,7 +170,7 @@ class COCODataset(TopDownDataset):
         )
         self.coco = load_coco(self.ann_file)
         self.image_ids = sorted(self.coco.getImgIds())
-        self.aspect_ratio = input_size[0] / input_size[1]
+        self.aspect_ratio = pipeline.aspect_ratio
         self.det_file = None
         if det_file is not None:
             self.det_file = require_path(
@@ -201,12 +201,7 @@ class COCODataset(TopDownDataset):
         super().__init__(
             records,
             COCO_SPEC,
-            train=train,
-            input_size=input_size,
-            heatmap_size=heatmap_size,
-            sigma=sigma,
-            augment=augment,
-            color_rgb=color_rgb,
+            pipeline,
             fraction=fraction,
             fraction_seed=fraction_seed,
             max_failure_fraction=max_failure_fraction,
@@ -323,3 +318,41 @@ class COCODataset(TopDownDataset):
                 stacklevel=3,
             )
         return records
+
+
+@register_dataset(
+    "coco", spec="coco", metric="coco_keypoints",
+    root_layout="annotations/ and train2017/, val2017/, test2017/ (or images/<split>2017/)",
+)  # fmt: skip
+def coco_from_config(
+    cfg: Mapping[str, Any], split: str, pipeline: TopDownPipeline, **subset: Any
+) -> COCODataset:
+    """The COCO dataset of ``split`` from the keys of ``configs/data/coco.yaml``: ``<split>_ann``, the
+    images under ``image_dir`` (or ``root``), person boxes from ``det_file`` ("val"; None = ground truth)
+    or ``test_det_file`` ("test", required), ``det_score_thr``."""
+    det_file = {"train": None, "val": cfg.get("det_file"), "test": cfg.get("test_det_file")}[split]
+    if split == "test" and det_file is None:
+        raise ValueError(
+            "COCO test-dev has no annotations: set data.test_det_file to a person detection file"
+        )
+    return COCODataset(
+        cfg[f"{split}_ann"], coco_image_dir(cfg, split), pipeline, det_file=det_file,
+        det_score_thr=float(cfg.get("det_score_thr", 0.0)), **subset,
+    )  # fmt: skip
+
+
+def coco_image_dir(cfg: Mapping[str, Any], split: str) -> Path:
+    """The image folder of a COCO split: ``<image_dir>/<split>2017`` or ``<image_dir>/images/<split>2017``,
+    where ``image_dir`` defaults to ``root``."""
+    base = cfg.get("image_dir") or cfg.get("root")
+    if base in (None, ""):
+        raise FileNotFoundError(f"COCO images: set data.root or data.image_dir; {README_HINT}")
+    folder = COCO_IMAGE_FOLDERS[split]
+    candidates = [Path(base) / folder, Path(base) / "images" / folder]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError(
+        f"COCO {split} images not found: neither {candidates[0]} nor {candidates[1]} "
+        f"is a folder. Expected the {folder} JPEGs there; {README_HINT}"
+    )

@@ -1,129 +1,19 @@
-"""Factories: a dataset from a data config mapping, and its DataLoader.
-
-``build_dataset`` reads the plain keys of ``configs/data/<name>.yaml`` (the trainer passes
-``OmegaConf.to_container(cfg.data, resolve=True)``); the dataset classes themselves never see a config
-object. A config with a ``synthetic:`` block first makes sure the synthetic data exists under ``root``
-(generating it on first use) and is then read by the ordinary MPII / COCO loader.
-"""
+"""Data loading: the epoch-seeded training sampler (exact resume, augmentation independent of the number
+of workers and processes) and the DataLoader of a dataset. (Datasets are built from a config by
+:func:`boxpose.builders.build_dataset`.)"""
 
 from __future__ import annotations
 
 import math
 import random
 import signal
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-
-from boxpose.data.base import README_HINT, TopDownDataset, require_path
-from boxpose.data.coco import COCODataset
-from boxpose.data.layout import COCO_IMAGE_FOLDERS
-from boxpose.data.mpii import MPIIDataset
-from boxpose.data.pipeline import AugmentConfig
-from boxpose.data.synthetic import ensure_synthetic
-from boxpose.keypoints import get_spec
-
-SPLITS = ("train", "val", "test")
-DATASET_KINDS = ("mpii", "coco")
-# The keys of configs/data/*.yaml.
-CONFIG_KEYS = frozenset({
-    "name", "spec", "root", "train_ann", "val_ann", "test_ann", "image_dir", "gt_mat", "det_file",
-    "test_det_file", "det_score_thr", "input_size", "heatmap_size", "sigma", "color_rgb", "train_fraction",
-    "train_fraction_seed", "max_failure_fraction", "augment", "synthetic",
-})  # fmt: skip
-# What a dataset root holds (for error messages).
-_ROOT_LAYOUT = {
-    "mpii": "annot/ (train.json, valid.json, test.json, gt_valid.mat) and images/",
-    "coco": "annotations/ and train2017/, val2017/, test2017/ (or images/<split>2017/)",
-}
-
-
-def build_dataset(cfg: Mapping[str, Any], split: str, train: bool) -> TopDownDataset:
-    """The dataset of ``split`` described by a data config.
-
-    Args:
-        cfg: a plain mapping with the keys of ``configs/data/*.yaml``: name ("mpii" | "coco"), spec,
-            root, train_ann, val_ann, test_ann, image_dir, gt_mat (MPII), det_file, test_det_file,
-            det_score_thr (COCO), input_size, heatmap_size, sigma, color_rgb, train_fraction,
-            train_fraction_seed, max_failure_fraction, augment (a mapping of
-            :class:`~boxpose.data.pipeline.AugmentConfig` fields), optionally synthetic (a mapping of
-            :class:`~boxpose.data.synthetic.SyntheticParams` fields).
-        split: "train", "val" or "test".
-        train: apply training augmentation (False for evaluation, also of the training split).
-
-    ``train_fraction`` applies to the "train" split only. MPII "val" reads ``gt_mat``; COCO "val" uses
-    ``det_file`` (None = ground-truth boxes) and "test" uses ``test_ann`` with ``test_det_file``.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    unknown = sorted(set(cfg) - CONFIG_KEYS)
-    if unknown:
-        raise ValueError(f"unknown data config keys {unknown}; known: {sorted(CONFIG_KEYS)}")
-    kind = cfg.get("name")
-    if kind not in DATASET_KINDS:
-        raise ValueError(f"data.name must be one of {DATASET_KINDS}, got {kind!r}")
-    spec = get_spec(cfg.get("spec", kind))
-    if spec.name != kind:
-        raise ValueError(f"data.spec={spec.name!r} does not fit a {kind} dataset (its layout is {kind!r})")
-
-    if cfg.get("synthetic"):
-        ensure_synthetic(kind, cfg["root"], cfg["synthetic"])
-    elif cfg.get("root") not in (None, ""):
-        require_path(cfg["root"], f"{kind.upper()} dataset root", _ROOT_LAYOUT[kind], is_dir=True)
-
-    common: dict[str, Any] = {
-        "train": train,
-        "input_size": tuple(cfg["input_size"]),
-        "heatmap_size": tuple(cfg["heatmap_size"]),
-        "sigma": float(cfg.get("sigma", 2.0)),
-        "augment": AugmentConfig(**cfg.get("augment", {})) if train else None,
-        "color_rgb": bool(cfg.get("color_rgb", True)),
-        "max_failure_fraction": float(cfg.get("max_failure_fraction", 0.01)),
-    }
-    if split == "train":
-        common["fraction"] = float(cfg.get("train_fraction", 1.0))
-        common["fraction_seed"] = int(cfg.get("train_fraction_seed", 0))
-    ann_file = cfg[f"{split}_ann"]
-
-    if kind == "mpii":
-        return MPIIDataset(
-            ann_file, cfg["image_dir"], gt_mat=cfg.get("gt_mat") if split == "val" else None, **common
-        )
-    det_file = {"train": None, "val": cfg.get("det_file"), "test": cfg.get("test_det_file")}[split]
-    if split == "test" and det_file is None:
-        raise ValueError(
-            "COCO test-dev has no annotations: set data.test_det_file to a person detection file"
-        )
-    return COCODataset(
-        ann_file,
-        coco_image_dir(cfg, split),
-        det_file=det_file,
-        det_score_thr=float(cfg.get("det_score_thr", 0.0)),
-        **common,
-    )
-
-
-def coco_image_dir(cfg: Mapping[str, Any], split: str) -> Path:
-    """The image folder of a COCO split: ``<image_dir>/<split>2017`` or ``<image_dir>/images/<split>2017``,
-    where ``image_dir`` defaults to ``root``."""
-    base = cfg.get("image_dir") or cfg.get("root")
-    if base in (None, ""):
-        raise FileNotFoundError(f"COCO images: set data.root or data.image_dir; {README_HINT}")
-    folder = COCO_IMAGE_FOLDERS[split]
-    candidates = [Path(base) / folder, Path(base) / "images" / folder]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise FileNotFoundError(
-        f"COCO {split} images not found: neither {candidates[0]} nor {candidates[1]} "
-        f"is a folder. Expected the {folder} JPEGs there; {README_HINT}"
-    )
 
 
 class EpochSampler(Sampler):

@@ -25,7 +25,9 @@ Joint order is MPII's native one (:data:`boxpose.keypoints.MPII`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +41,8 @@ from boxpose.data.base import (
     check_finite,
     require_path,
 )
-from boxpose.data.pipeline import AugmentConfig
+from boxpose.data.pipeline import TopDownPipeline
+from boxpose.data.registry import register_dataset
 from boxpose.evaluation.mpii import load_mpii_gt
 from boxpose.keypoints import MPII
 
@@ -127,24 +130,19 @@ class MPIIDataset(TopDownDataset):
     Args:
         ann_file: annot/train.json, valid.json or test.json.
         image_dir: folder of the MPII images.
+        pipeline: the top-down pipeline (codec, augmentation, colour order) for the MPII layout.
         gt_mat: optional annot/gt_valid.mat for the validation split; it is checked against the JSON
-            (same persons, same order) and exposed as ``self.gt`` for the evaluator.
-        train, input_size, heatmap_size, sigma, augment, color_rgb, fraction, fraction_seed,
-        max_failure_fraction: see :class:`~boxpose.data.base.TopDownDataset`.
+            (same persons, same order) and exposed as ``self.gt`` for the PCKh metric.
+        fraction, fraction_seed, max_failure_fraction: see :class:`~boxpose.data.base.TopDownDataset`.
     """
 
     def __init__(
         self,
         ann_file: str | Path,
         image_dir: str | Path,
+        pipeline: TopDownPipeline,
         *,
         gt_mat: str | Path | None = None,
-        train: bool = False,
-        input_size: tuple[int, int] = (256, 256),
-        heatmap_size: tuple[int, int] = (64, 64),
-        sigma: float = 2.0,
-        augment: AugmentConfig | None = None,
-        color_rgb: bool = True,
         fraction: float = 1.0,
         fraction_seed: int = 0,
         max_failure_fraction: float = 0.01,
@@ -206,12 +204,7 @@ class MPIIDataset(TopDownDataset):
         super().__init__(
             records,
             MPII,
-            train=train,
-            input_size=input_size,
-            heatmap_size=heatmap_size,
-            sigma=sigma,
-            augment=augment,
-            color_rgb=color_rgb,
+            pipeline,
             fraction=fraction,
             fraction_seed=fraction_seed,
             max_failure_fraction=max_failure_fraction,
@@ -236,3 +229,16 @@ class MPIIDataset(TopDownDataset):
                     f"{self.ann_file} (joints differ by up to {err.max():.1f} px); "
                     "the two files must list the same persons in the same order"
                 )
+
+
+@register_dataset(
+    "mpii", spec="mpii", metric="pckh",
+    root_layout="annot/ (train.json, valid.json, test.json, gt_valid.mat) and images/",
+)  # fmt: skip
+def mpii_from_config(
+    cfg: Mapping[str, Any], split: str, pipeline: TopDownPipeline, **subset: Any
+) -> MPIIDataset:
+    """The MPII dataset of ``split`` from the keys of ``configs/data/mpii.yaml``: ``<split>_ann``,
+    ``image_dir``, and ``gt_mat`` for "val" (the PCKh ground truth)."""
+    gt_mat = cfg.get("gt_mat") if split == "val" else None
+    return MPIIDataset(cfg[f"{split}_ann"], cfg["image_dir"], pipeline, gt_mat=gt_mat, **subset)

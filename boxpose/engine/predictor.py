@@ -1,6 +1,6 @@
 """Pose prediction on arbitrary images, given person boxes (from any detector, or the whole image).
 
-    predictor = Predictor.from_checkpoint("outputs/coco_boxnet/best.pt")
+    predictor = build_predictor("outputs/coco_boxnet/best.pt")   # boxpose.builders
     keypoints = predictor.predict(image_bgr, boxes_xywh)   # (P, K, 3): x, y in image pixels, confidence
 
 Person boxes (x, y, w, h in pixels) come from a detector (:mod:`boxpose.detect`; ``boxpose-predict
@@ -15,8 +15,6 @@ are the evaluator's, so predictions match what evaluation measures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from torch import nn
@@ -25,7 +23,7 @@ from boxpose.codec.affine import BOX_PADDING, box_to_center_scale, get_affine_tr
 from boxpose.codec.heatmap import HeatmapCodec
 from boxpose.data.pipeline import normalize_image
 from boxpose.engine.inference import autocast, predict_heatmaps
-from boxpose.keypoints import KeypointSpec, get_spec
+from boxpose.keypoints import KeypointSpec
 
 
 class Predictor:
@@ -34,8 +32,9 @@ class Predictor:
     Args:
         model: (N, 3, H, W) -> (N, K, h, w) in eval mode.
         spec: the keypoint layout the model was trained on.
-        input_size, heatmap_size: (width, height) of the model input and output.
-        device: where the model runs. flip_test, flip_shift, decode_mode: as in evaluation.
+        codec: the run's heatmap codec: input size and heatmap size (width, height) of the model, and the
+            decoding (``decode_mode``), as in evaluation.
+        device: where the model runs. flip_test, flip_shift: as in evaluation.
         color_rgb: the input colour order the model was trained with. amp: "none", "bf16", "fp16".
         batch_size: people per forward pass.
     """
@@ -44,12 +43,10 @@ class Predictor:
         self,
         model: nn.Module,
         spec: KeypointSpec,
-        input_size: Sequence[int],
-        heatmap_size: Sequence[int],
+        codec: HeatmapCodec,
         device: torch.device | str = "cpu",
         flip_test: bool = True,
         flip_shift: int = 1,
-        decode_mode: str = "quarter",
         color_rgb: bool = True,
         amp: str = "none",
         batch_size: int = 32,
@@ -57,27 +54,13 @@ class Predictor:
         self.model = model.eval()
         self.spec = spec
         self.device = torch.device(device)
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.codec = HeatmapCodec(self.input_size, tuple(heatmap_size), decode_mode=decode_mode)
+        self.codec = codec
+        self.input_size = codec.input_size
         self.flip_test = flip_test
         self.flip_shift = flip_shift
         self.color_rgb = color_rgb
         self.amp = amp
         self.batch_size = batch_size
-
-    @classmethod
-    def from_checkpoint(
-        cls, path: str, device: str | torch.device = "cpu", prepare: bool = True, **kwargs
-    ) -> Predictor:
-        """A predictor for a training checkpoint (model, joint layout, sizes and colour order from it);
-        ``prepare``: run :func:`boxpose.models.prepare_for_inference` of the model."""
-        from boxpose.engine.checkpoint import load_model
-
-        model, checkpoint = load_model(path, device, prepare=prepare)
-        data_cfg = (checkpoint.get("config") or {}).get("data") or {}
-        spec = get_spec(checkpoint.get("data_spec") or data_cfg.get("spec"))
-        kwargs.setdefault("color_rgb", bool(data_cfg.get("color_rgb", True)))
-        return cls(model, spec, checkpoint["input_size"], checkpoint["heatmap_size"], device, **kwargs)
 
     def crops(self, image: np.ndarray, boxes: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """Network inputs (P, 3, H, W) for boxes (P, 4) x, y, w, h, with their centres and scales (P, 2)."""

@@ -31,18 +31,16 @@ import math
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from boxpose.engine import distributed
+from boxpose.engine.callbacks import Callback, StepOutput
 from boxpose.engine.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -52,13 +50,13 @@ from boxpose.engine.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
-from boxpose.engine.evaluator import EvaluationResult, Evaluator, summarize
+from boxpose.engine.evaluator import Evaluator
 from boxpose.engine.inference import autocast, final_heatmaps
 from boxpose.engine.loss import joints_mse_loss
+from boxpose.engine.metrics import EvaluationResult
 from boxpose.engine.optim import StepSchedule
 from boxpose.evaluation.pck import heatmap_accuracy
-from boxpose.nn import box_conv_layers, project_boxes_
-from boxpose.viz import draw
+from boxpose.nn import project_boxes_
 
 log = logging.getLogger("boxpose")
 
@@ -81,8 +79,9 @@ RESULT_KEYS = (
     "seed", "data", "model", "optim", "schedule", "trainer.batch_size", "trainer.amp", "trainer.grad_clip",
     "trainer.max_steps_per_epoch", "trainer.sync_bn", "world_size",
 )  # fmt: skip
-# Exceptions inside RESULT_KEYS: schedule.epochs only sets trainer.epochs (extending a run is fine).
-FREE_KEYS = ("schedule.epochs",)
+# Exceptions inside RESULT_KEYS: schedule.epochs only sets trainer.epochs (extending a run is fine);
+# data.spec was a copy of the dataset's keypoint layout in configs before 0.3 (the registry holds it now).
+FREE_KEYS = ("schedule.epochs", "data.spec")
 
 
 def flatten_config(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -133,13 +132,13 @@ class Trainer:
         grad_clip: max gradient norm, or None.
         sync_bn: convert BatchNorm to SyncBatchNorm when distributed on CUDA (ignored on the CPU, where
             PyTorch has no SyncBatchNorm).
-        log_every: steps between TensorBoard scalar logs. image_every / box_figure_every: epochs
-            between logged prediction images and learned-box figures (0 = never).
         max_steps_per_epoch: cut epochs short (quick experiments and tests).
         checkpoint_every: also keep ``epoch_<NNN>.pt`` every this many epochs (0 = only last/best),
             e.g. for the evolution of the learned boxes (scripts/plot_boxes.py, paper Fig. 4).
         config: the resolved configuration, stored in every checkpoint.
         model_info: model name, num_joints, input_size; stored in every checkpoint.
+        callbacks: told of every step and epoch (:mod:`boxpose.engine.callbacks`; the
+            :class:`~boxpose.engine.callbacks.TrainingLogger` writes TensorBoard, figures and log lines).
         progress: show tqdm progress bars.
     """
 
@@ -160,13 +159,11 @@ class Trainer:
         compile: bool = False,
         grad_clip: float | None = None,
         sync_bn: bool = False,
-        log_every: int = 20,
-        image_every: int = 1,
-        box_figure_every: int = 5,
         max_steps_per_epoch: int | None = None,
         checkpoint_every: int = 0,
         config: dict[str, Any] | None = None,
         model_info: dict[str, Any] | None = None,
+        callbacks: list[Callback] | tuple[Callback, ...] = (),
         progress: bool = True,
     ) -> None:
         self.device = device
@@ -177,13 +174,11 @@ class Trainer:
         self.amp = amp
         self.channels_last = channels_last
         self.grad_clip = grad_clip
-        self.log_every = max(1, log_every)
-        self.image_every = image_every
-        self.box_figure_every = box_figure_every
         self.max_steps_per_epoch = max_steps_per_epoch
         self.checkpoint_every = checkpoint_every
         self.config = config or {}
         self.model_info = model_info or {}
+        self.callbacks = list(callbacks)
         self.progress = progress
         self.optimizer = optimizer
         self.schedule = schedule
@@ -215,7 +210,6 @@ class Trainer:
         # The training statistics of a finished epoch whose validation has not completed yet.
         self.pending_validation: dict[str, float] | None = None
         self._interrupted = False
-        self._writer = None
 
     # ------------------------------------------------------------------------------------------------
     # checkpoints
@@ -303,49 +297,28 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until ``epochs``; returns a summary (best metric, last metrics, paths)."""
-        main = distributed.is_main_process()
-        if main:
+        if distributed.is_main_process():
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            self._writer = _summary_writer(self.output_dir / "tensorboard")
         restore = self._install_interrupt_handler()
         last_result: EvaluationResult | None = None
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
         try:
             if self.pending_validation is not None:  # resumed from a checkpoint whose validation failed
-                if self.evaluator is not None:
-                    last_result = self._validate_and_finish_epoch(self.pending_validation)
-                else:
-                    self._end_of_epoch(self.pending_validation, None)
-                if self._interrupt_requested():
-                    raise TrainingInterrupted()
+                last_result = self._finish_epoch(self.pending_validation, validate=self.evaluator is not None)
             while self.epoch < self.epochs:
-                train_stats = self._train_epoch()
-                self.epoch += 1
-                self.step_in_epoch = 0
-                self.epoch_sums = _empty_epoch_sums()
-                if self.evaluator is not None and (
+                train_stats = self.train_one_epoch()
+                validate = self.evaluator is not None and (
                     self.epoch % self.val_every == 0 or self.epoch == self.epochs
-                ):
-                    last_result = self._validate_and_finish_epoch(train_stats) or last_result
-                else:
-                    self._end_of_epoch(train_stats, None)
-                if self._interrupt_requested():  # Ctrl-C during validation: the epoch is saved, stop now
-                    raise TrainingInterrupted()
+                )
+                last_result = self._finish_epoch(train_stats, validate) or last_result
         except TrainingInterrupted:
-            self.save("last.pt")
-            if main:
-                where = (
-                    f"at epoch {self.epoch + 1}, step {self.step}" if self.step_in_epoch
-                    else f"after epoch {self.epoch} (step {self.step})"
-                )  # fmt: skip
-                log.warning(
-                    "interrupted %s: saved %s; continue with trainer.resume=auto",
-                    where, self.output_dir / "last.pt",
-                )  # fmt: skip
+            self._save_interrupted()
             raise
         finally:
             restore()
-            if self._writer is not None:
-                self._writer.close()
+            for callback in self.callbacks:
+                callback.on_fit_end(self)
         return {
             "epochs": self.epoch,
             "steps": self.step,
@@ -356,60 +329,33 @@ class Trainer:
             "output_dir": str(self.output_dir),
         }
 
-    def _train_epoch(self) -> dict[str, float]:
+    def train_one_epoch(self) -> dict[str, float]:
+        """Train the epoch ``self.epoch + 1`` (from its step ``step_in_epoch`` when resuming inside it);
+        returns its statistics (loss, training accuracy, lr, images) and counts the epoch as done."""
         loader = self.train_loader
         self.model.train()
-        start_batch = self.step_in_epoch
-        sampler = getattr(loader, "batch_sampler", None)
-        sampler = getattr(sampler, "sampler", None) or getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            try:
-                sampler.set_epoch(self.epoch, start_batch=start_batch)
-            except TypeError:  # a sampler without mid-epoch support
-                sampler.set_epoch(self.epoch)
-                start_batch = 0
+        start_batch = self._set_sampler_epoch()
         total = (
             len(loader) if self.max_steps_per_epoch is None else min(len(loader), self.max_steps_per_epoch)
         )
-        main = distributed.is_main_process()
         bar = tqdm(
             total=total, initial=start_batch, desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False,
-            disable=not (self.progress and main), dynamic_ncols=True,
+            disable=not (self.progress and distributed.is_main_process()), dynamic_ncols=True,
         )  # fmt: skip
         if start_batch == 0:
             self.epoch_sums = _empty_epoch_sums()
         sums = self.epoch_sums
-        window_start, window_images = time.perf_counter(), 0
-        batch = output = None
-        step_in_epoch = start_batch
         for batch in loader:
-            if step_in_epoch >= total:
+            if self.step_in_epoch >= total:
                 break
             loss_value, output, target, target_weight, lr = self.train_step(batch)
-            step_in_epoch += 1
-            self.step_in_epoch = step_in_epoch
-
-            n = target.shape[0]
-            window_images += n
-            sums["images"] += n
-            sums["loss"] += loss_value * n
-            sums["visible_joints"] += float(target_weight.sum())
-            _, batch_accuracy, count = heatmap_accuracy(
-                final_heatmaps(output).detach(), target, target_weight
-            )
-            if count > 0:
-                sums["accuracy"] += float(batch_accuracy) * count
-                sums["accuracy_count"] += count
-            if main and self.step % self.log_every == 0:
-                elapsed = time.perf_counter() - window_start
-                rate = window_images * distributed.world_size() / max(elapsed, 1e-9)
-                self._scalar("train/loss", loss_value)
-                self._scalar("train/lr", lr)
-                self._scalar("train/images_per_s", rate)
-                if self.device.type == "cuda":
-                    self._scalar("train/gpu_memory_gb", torch.cuda.max_memory_allocated(self.device) / 1e9)
-                window_start, window_images = time.perf_counter(), 0
-                bar.set_postfix(loss=f"{loss_value:.2e}", lr=f"{lr:.1e}", img_s=f"{rate:.0f}")
+            self.step_in_epoch += 1
+            heatmaps = final_heatmaps(output).detach()
+            _accumulate(sums, loss_value, heatmaps, target, target_weight)
+            step = StepOutput(loss_value, lr, target.shape[0], batch, heatmaps)
+            for callback in self.callbacks:
+                callback.on_step_end(self, step)
+            bar.set_postfix(loss=f"{loss_value:.2e}", lr=f"{lr:.1e}", refresh=False)
             bar.update(1)
             if self._interrupted:
                 raise TrainingInterrupted()
@@ -426,9 +372,23 @@ class Trainer:
             "lr": self.schedule.lr(self.epoch, self.step),
             "images": int(sums["images"]),
         }
-        if main and self.image_every and (self.epoch + 1) % self.image_every == 0 and batch is not None:
-            self._log_images(batch, final_heatmaps(output).detach())
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.epoch_sums = _empty_epoch_sums()
         return stats
+
+    def _set_sampler_epoch(self) -> int:
+        """Tell the epoch-seeded sampler the epoch (and the batch to resume from); returns that batch."""
+        sampler = getattr(self.train_loader, "batch_sampler", None)
+        sampler = getattr(sampler, "sampler", None) or getattr(self.train_loader, "sampler", None)
+        if not hasattr(sampler, "set_epoch"):
+            return self.step_in_epoch
+        try:
+            sampler.set_epoch(self.epoch, start_batch=self.step_in_epoch)
+        except TypeError:  # a sampler without mid-epoch support
+            sampler.set_epoch(self.epoch)
+            self.step_in_epoch = 0
+        return self.step_in_epoch
 
     def train_step(self, batch: dict) -> tuple[float, Any, torch.Tensor, torch.Tensor, float]:
         """One optimizer step on a batch of the training loader, then the box projection.
@@ -481,20 +441,18 @@ class Trainer:
             self._interrupted = bool(flag[0] > 0)
         return self._interrupted
 
-    def _validate_and_finish_epoch(self, train_stats: dict[str, float]) -> EvaluationResult | None:
-        """Save ``last.pt`` marked as awaiting validation (so a failing validation never loses the epoch),
-        validate, then record the epoch and write its checkpoints."""
-        self.pending_validation = dict(train_stats)
-        self.save("last.pt")
-        result = self.evaluator.evaluate(
-            self.model, self.device, self.output_dir / "eval" / f"epoch_{self.epoch:03d}"
-        )
-        self.pending_validation = None
-        self._end_of_epoch(train_stats, result)
-        return result
-
-    def _end_of_epoch(self, train_stats: dict[str, float], result: EvaluationResult | None) -> None:
-        main = distributed.is_main_process()
+    def _finish_epoch(self, train_stats: dict[str, float], validate: bool) -> EvaluationResult | None:
+        """Validate the epoch just trained (if ``validate``), record it, tell the callbacks, and write its
+        checkpoints. Before validating, ``last.pt`` is saved marked as awaiting validation, so a failing
+        validation never loses the epoch. A Ctrl-C during validation stops training after this."""
+        result = None
+        if validate:
+            self.pending_validation = dict(train_stats)
+            self.save("last.pt")
+            result = self.evaluator.evaluate(
+                self.model, self.device, self.output_dir / "eval" / f"epoch_{self.epoch:03d}"
+            )
+            self.pending_validation = None
         record: dict[str, Any] = {"epoch": self.epoch, "step": self.step, **train_stats}
         improved = False
         if result is not None and result.score is not None:
@@ -502,77 +460,31 @@ class Trainer:
             if self.best_metric is None or result.score > self.best_metric:
                 self.best_metric, self.best_epoch, improved = float(result.score), self.epoch, True
         self.history.append(record)
-        if main:
-            self._scalar("train/epoch_loss", train_stats["loss"])
-            self._scalar("train/accuracy", train_stats["accuracy"])
-            if result is not None:
-                for name, value in result.metrics.items():
-                    self._scalar(f"val/{name}", value)
-                for name, value in result.per_joint.items():
-                    self._scalar(f"val_joint/{name}", value)
-            if self.box_figure_every and self.epoch % self.box_figure_every == 0:
-                self._log_box_figures()
-            line = (
-                f"epoch {self.epoch}/{self.epochs}  loss {train_stats['loss']:.3e}  "
-                f"acc {train_stats['accuracy']:.3f}  lr {train_stats['lr']:.1e}"
-            )
-            if result is not None:
-                line += f"  | val {summarize(result)}"
-            log.info(line)
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, record, result)
         names = ["last.pt"]
         if improved:
             names.append("best.pt")
         if self.checkpoint_every and self.epoch % self.checkpoint_every == 0:
             names.append(f"epoch_{self.epoch:03d}.pt")
         self.save(*names)
+        if self._interrupt_requested():  # Ctrl-C during validation: the epoch is saved, stop now
+            raise TrainingInterrupted()
+        return result
 
-    # ------------------------------------------------------------------------------------------------
-    # logging
-
-    def _scalar(self, tag: str, value: float) -> None:
-        if self._writer is not None and value is not None and math.isfinite(value):
-            self._writer.add_scalar(tag, value, self.step)
-
-    def _log_images(self, batch: dict, heatmaps: torch.Tensor, count: int = 8) -> None:
-        """Input crops with predicted (left) and target (right) skeletons, and the predicted heatmaps."""
-        if self._writer is None:
-            return
-        from boxpose.data.pipeline import denormalize_image
-
-        dataset = self.train_loader.dataset
-        spec, codec = dataset.spec, dataset.codec
-        coords, maxvals = codec.decode(heatmaps[:count].float().cpu().numpy())
-        stride = np.asarray(codec.input_size, dtype=np.float64) / np.asarray(codec.heatmap_size)
-        tiles = []
-        for i in range(min(count, heatmaps.shape[0])):
-            image = denormalize_image(batch["image"][i], getattr(dataset.pipeline, "color_rgb", True))
-            predicted = np.concatenate([coords[i] * stride, maxvals[i][:, None]], axis=1)
-            target = batch["joints"][i].numpy()
-            left = draw.draw_skeleton(image, predicted, spec, score_threshold=0.2)
-            right = draw.draw_skeleton(image, target, spec, score_threshold=0.5)
-            overlay = draw.heatmap_overlay(image, heatmaps[i].float().cpu().numpy())
-            tiles.append(np.concatenate([left, right, overlay], axis=1))
-        grid = draw.tile_images(tiles, columns=2)
-        self._writer.add_image("train/predicted_target_heatmap", draw.bgr_to_chw_rgb(grid), self.step)
-
-    def _log_box_figures(self) -> None:
-        """The learned boxes of the first, middle and last box layers inside their windows (paper, Fig. 4)."""
-        layers = box_conv_layers(self.plain_model)
-        if not layers:
-            return
-        chosen = {layers[0][0]: layers[0][1], layers[len(layers) // 2][0]: layers[len(layers) // 2][1],
-                  layers[-1][0]: layers[-1][1]}  # fmt: skip
-        figure_dir = self.output_dir / "figures"
-        figure_dir.mkdir(parents=True, exist_ok=True)
-        for name, layer in chosen.items():
-            boxes = layer.boxes_in_pixels()[:32].numpy()
-            figure = draw.put_title(
-                draw.draw_boxes_in_windows(boxes, layer.max_size),
-                f"{name} (k={layer.max_size}) epoch {self.epoch}",
+    def _save_interrupted(self) -> None:
+        """Save ``last.pt`` after Ctrl-C (with the position inside the epoch) and say how to continue."""
+        self.save("last.pt")
+        if distributed.is_main_process():
+            where = (
+                f"at epoch {self.epoch + 1}, step {self.step}" if self.step_in_epoch
+                else f"after epoch {self.epoch} (step {self.step})"
+            )  # fmt: skip
+            log.warning(
+                "interrupted %s: saved %s; continue with trainer.resume=auto",
+                where,
+                self.output_dir / "last.pt",
             )
-            if self._writer is not None:
-                self._writer.add_image(f"boxes/{name}", draw.bgr_to_chw_rgb(figure), self.step)
-            cv2.imwrite(str(figure_dir / f"boxes_{name.replace('.', '_')}_epoch{self.epoch:03d}.png"), figure)
 
     # ------------------------------------------------------------------------------------------------
     # Ctrl-C
@@ -597,12 +509,24 @@ class Trainer:
         return lambda: signal.signal(signal.SIGINT, previous)
 
 
+def _accumulate(
+    sums: dict[str, float],
+    loss: float,
+    heatmaps: torch.Tensor,
+    target: torch.Tensor,
+    target_weight: torch.Tensor,
+) -> None:
+    """Add a step to the epoch's running sums: the loss per image and the heatmap PCK@0.5 per joint."""
+    n = target.shape[0]
+    sums["images"] += n
+    sums["loss"] += loss * n
+    sums["visible_joints"] += float(target_weight.sum())
+    _, batch_accuracy, count = heatmap_accuracy(heatmaps, target, target_weight)
+    if count > 0:
+        sums["accuracy"] += float(batch_accuracy) * count
+        sums["accuracy_count"] += count
+
+
 def _empty_epoch_sums() -> dict[str, float]:
     """Running sums over the steps of an epoch: images, loss x images, visible joints, accuracy."""
     return {"images": 0, "loss": 0.0, "visible_joints": 0.0, "accuracy": 0.0, "accuracy_count": 0.0}
-
-
-def _summary_writer(log_dir: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(log_dir=str(log_dir))

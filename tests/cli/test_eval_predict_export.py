@@ -11,11 +11,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from boxpose.cli.config import compose_config
 from boxpose.cli.evaluate import evaluate
 from boxpose.cli.export import export
 from boxpose.cli.predict import predict
 from boxpose.cli.train import train
+from boxpose.config import compose_config
 from tests.engine.helpers import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]

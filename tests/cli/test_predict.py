@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from boxpose.cli.config import compose_config
 from boxpose.cli.predict import predict
+from boxpose.config import compose_config
 from boxpose.data.coco import load_coco
 from tests.detect.helpers import CentreBoxDetector, coco_mini_images, tiny_coco_checkpoint
 
@@ -223,9 +223,9 @@ def test_detector_config_group():
     ],
 )
 def test_predictor_api_rejects_a_bad_box_by_name(checkpoint, box, words):
-    from boxpose.engine.predictor import Predictor
+    from boxpose.builders import build_predictor
 
-    predictor = Predictor.from_checkpoint(str(checkpoint))
+    predictor = build_predictor(checkpoint)
     with pytest.raises(ValueError, match=words) as info:
         predictor.predict(np.zeros((64, 48, 3), np.uint8), np.array([box]))
     assert "person box [" in str(info.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from boxpose.cli.config import compose_config
+from boxpose.config import compose_config
 
 # The paper, Sec. 4.1: "random rotation (+-30), scaling (1.0 +- 0.25) and flipping", Adam lr 1e-3,
 # batch 64, 140 epochs (x0.1 at 90, 120); Sec. 4.2 (COCO): "similar ... as above", 210 epochs (170, 200).

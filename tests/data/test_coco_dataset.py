@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from boxpose.builders import build_dataset
 from boxpose.codec.affine import get_affine_transform, transform_points
-from boxpose.data import AnnotationError, COCODataset, build_dataset
-from boxpose.data.loader import coco_image_dir
+from boxpose.data import AnnotationError, COCODataset
+from boxpose.data.coco import coco_image_dir
+from tests.pipelines import make_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_sample_counts_after_filtering(coco_root, split):
     expected = [a for a in raw["annotations"] if not a["iscrowd"] and a["num_keypoints"] > 0]
     assert len(raw["annotations"]) == {"train": 172, "val": 118}[split]
     assert len(expected) == {"train": 86, "val": 68}[split]
-    ds = COCODataset(_ann_file(coco_root, split), coco_root / f"{split}2017")
+    ds = COCODataset(_ann_file(coco_root, split), coco_root / f"{split}2017", make_pipeline("coco"))
     assert len(ds) == len(expected)
     assert sorted((r.image_id, tuple(np.round(r.joints[0], 3))) for r in ds.records) == sorted(
         (a["image_id"], tuple(np.round(np.array(a["keypoints"][:2]) * (a["keypoints"][2] > 0), 3)))
@@ -57,7 +59,7 @@ def test_sample_counts_after_filtering(coco_root, split):
 
 def test_boxes_visibility_and_crop(coco_root):
     raw = json.loads(_ann_file(coco_root, "val").read_text())
-    ds = COCODataset(_ann_file(coco_root, "val"), coco_root / "val2017")
+    ds = COCODataset(_ann_file(coco_root, "val"), coco_root / "val2017", make_pipeline("coco"))
     for r in ds.records:
         # Some annotation of the image has these joints, with visibility min(v, 1).
         candidates = [
@@ -88,7 +90,7 @@ def test_box_cleaning_and_padding(tmp_path, coco_root):
     data = dict(raw, images=[img], annotations=[ann])
     path = tmp_path / "one.json"
     path.write_text(json.dumps(data))
-    r = COCODataset(path, coco_root / "val2017").records[0]
+    r = COCODataset(path, coco_root / "val2017", make_pipeline("coco")).records[0]
     # clean box [0, 20, 99, 49] -> centre (49.5, 44.5); widened to 3:4 -> (99, 132); x1.25.
     np.testing.assert_allclose(r.center, [49.5, 44.5])
     np.testing.assert_allclose(r.scale, [99 * 1.25, 132 * 1.25])
@@ -107,7 +109,13 @@ def test_detection_boxes(tmp_path, coco_root):
     ]
     dets.append({"image_id": ids[0], "category_id": 2, "bbox": [1, 1, 5, 5], "score": 0.9})  # not a person
     det_file = _write_dets(tmp_path / "dets.json", dets)
-    ds = COCODataset(_ann_file(coco_root, "val"), coco_root / "val2017", det_file=det_file, det_score_thr=0.3)
+    ds = COCODataset(
+        _ann_file(coco_root, "val"),
+        coco_root / "val2017",
+        make_pipeline("coco"),
+        det_file=det_file,
+        det_score_thr=0.3,
+    )
     assert len(ds) == 7  # scores 0.3 ... 0.9
     assert [r.score for r in ds.records] == pytest.approx([k / 10 for k in range(3, 10)])
     assert all(r.visible.sum() == 0 for r in ds.records)
@@ -117,13 +125,19 @@ def test_detection_boxes(tmp_path, coco_root):
     dets.append({"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9})
     _write_dets(det_file, dets)
     with pytest.warns(RuntimeWarning, match="dropped 1 detections of images not in"):
-        COCODataset(_ann_file(coco_root, "val"), coco_root / "val2017", det_file=det_file)
+        COCODataset(
+            _ann_file(coco_root, "val"), coco_root / "val2017", make_pipeline("coco"), det_file=det_file
+        )
     _write_dets(det_file, [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9}])
     with pytest.raises(AnnotationError, match="do the detection and annotation files match"):
-        COCODataset(_ann_file(coco_root, "val"), coco_root / "val2017", det_file=det_file)
+        COCODataset(
+            _ann_file(coco_root, "val"), coco_root / "val2017", make_pipeline("coco"), det_file=det_file
+        )
     _write_dets(det_file, [{"image_id": ids[0], "bbox": [1, 1, 5], "score": 0.9, "category_id": 1}])
     with pytest.raises(AnnotationError, match="entry 0: bbox must have 4 numbers"):
-        COCODataset(_ann_file(coco_root, "val"), coco_root / "val2017", det_file=det_file)
+        COCODataset(
+            _ann_file(coco_root, "val"), coco_root / "val2017", make_pipeline("coco"), det_file=det_file
+        )
 
 
 def test_test_dev_image_info_needs_detections(tmp_path, coco_root):
@@ -131,12 +145,12 @@ def test_test_dev_image_info_needs_detections(tmp_path, coco_root):
     info = tmp_path / "image_info_test-dev2017.json"
     info.write_text(json.dumps({"images": raw["images"], "categories": raw["categories"]}))
     with pytest.raises(AnnotationError, match=r"no annotations .* pass det_file"):
-        COCODataset(info, coco_root / "val2017")
+        COCODataset(info, coco_root / "val2017", make_pipeline("coco"))
     det = _write_dets(
         tmp_path / "d.json",
         [{"image_id": raw["images"][0]["id"], "category_id": 1, "bbox": [5, 5, 40, 80], "score": 0.8}],
     )
-    assert len(COCODataset(info, coco_root / "val2017", det_file=det)) == 1
+    assert len(COCODataset(info, coco_root / "val2017", make_pipeline("coco"), det_file=det)) == 1
     with pytest.raises(ValueError, match="test_det_file"):
         build_dataset(_config(coco_root, test_ann=str(info)), "test", train=False)
 
@@ -150,20 +164,22 @@ def test_bad_annotation_names_the_entry(tmp_path, coco_root):
     with pytest.raises(
         AnnotationError, match=rf"annotation id {bad['id']} .*keypoints of 51 numbers, got 4 and 48"
     ):
-        COCODataset(path, coco_root / "val2017")
+        COCODataset(path, coco_root / "val2017", make_pipeline("coco"))
     bad["keypoints"] = [float("nan")] * 51
     path.write_text(json.dumps(raw))
     with pytest.raises(AnnotationError, match=rf"annotation id {bad['id']} .*keypoints has NaN"):
-        COCODataset(path, coco_root / "val2017")
+        COCODataset(path, coco_root / "val2017", make_pipeline("coco"))
 
 
 def test_missing_paths(tmp_path, coco_root):
     with pytest.raises(
         FileNotFoundError, match=r"(?s)COCO annotation file not found.*x\.json.*data/README\.md"
     ):
-        COCODataset(tmp_path / "x.json", coco_root / "val2017")
+        COCODataset(tmp_path / "x.json", coco_root / "val2017", make_pipeline("coco"))
     with pytest.raises(FileNotFoundError, match=r"COCO image 0000\d+\.jpg .*is image_dir right"):
-        COCODataset(_ann_file(coco_root, "val"), coco_root / "train2017")  # wrong split's images
+        COCODataset(
+            _ann_file(coco_root, "val"), coco_root / "train2017", make_pipeline("coco")
+        )  # wrong split's images
     with pytest.raises(FileNotFoundError, match="COCO dataset root not found"):
         build_dataset(_config(tmp_path / "nowhere"), "val", train=False)
     with pytest.raises(

@@ -15,6 +15,7 @@ import scipy.io
 
 from boxpose.data import MPIIDataset
 from boxpose.evaluation.mpii import load_mpii_gt
+from tests.pipelines import make_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "convert_mpii.py"
@@ -158,7 +159,10 @@ def test_convert_official_release(tmp_path):
     for i in range(1, 6):
         cv2.imwrite(str(tmp_path / "images" / f"{i:09d}.jpg"), np.zeros((300, 300, 3), np.uint8))
     ds = MPIIDataset(
-        tmp_path / "annot" / "valid.json", tmp_path / "images", gt_mat=tmp_path / "annot" / "gt_valid.mat"
+        tmp_path / "annot" / "valid.json",
+        tmp_path / "images",
+        make_pipeline("mpii"),
+        gt_mat=tmp_path / "annot" / "gt_valid.mat",
     )
     assert len(ds) == 2
     # --test-all keeps every test person; a text split file works like Tompson's .mat.

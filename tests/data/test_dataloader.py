@@ -13,13 +13,15 @@ import torch.distributed as dist
 
 from boxpose.data import EpochSampler, MPIIDataset, build_dataloader
 from boxpose.data.pipeline import AugmentConfig
+from tests.pipelines import make_pipeline
 
 
 @pytest.fixture(scope="module")
 def mpii(realdata: Path) -> MPIIDataset:
     d = realdata / "mmpose-mpii"
-    return MPIIDataset(d / "test_mpii.json", d, train=True, input_size=(64, 64), heatmap_size=(16, 16),
-                       augment=AugmentConfig(rotation_prob=1.0))  # fmt: skip
+    augment = AugmentConfig(rotation_prob=1.0)
+    pipeline = make_pipeline("mpii", train=True, input_size=(64, 64), augment=augment)
+    return MPIIDataset(d / "test_mpii.json", d, pipeline)
 
 
 def _epoch(loader, epoch: int, start_batch: int = 0) -> list[dict]:
@@ -111,8 +113,8 @@ def test_worker_init_seeds_numpy_per_worker():
 def test_failures_are_counted_across_workers(tmp_path, realdata):
     shutil.copytree(realdata / "mmpose-mpii", tmp_path / "m")
     (tmp_path / "m" / "004645041.jpg").write_bytes(b"")  # record 3
-    ds = MPIIDataset(tmp_path / "m" / "test_mpii.json", tmp_path / "m", max_failure_fraction=0.5,
-                     input_size=(32, 32), heatmap_size=(8, 8))  # fmt: skip
+    pipeline = make_pipeline("mpii", input_size=(32, 32))
+    ds = MPIIDataset(tmp_path / "m" / "test_mpii.json", tmp_path / "m", pipeline, max_failure_fraction=0.5)
     loader = build_dataloader(
         ds, batch_size=1, train=False, workers=2, pin_memory=False, persistent_workers=False
     )

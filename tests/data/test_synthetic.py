@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from boxpose.builders import build_dataset
 from boxpose.data import (
     COCODataset,
     MPIIDataset,
     SyntheticParams,
-    build_dataset,
     ensure_synthetic,
 )
 from boxpose.data import synthetic as synth
 from boxpose.data.synthetic import write as synth_write
 from boxpose.evaluation.mpii import load_mpii_gt
+from tests.pipelines import make_pipeline
 
 SMALL = {"num_train": 6, "num_val": 4, "image_size": [128, 112], "workers": 1}
 
@@ -62,11 +63,16 @@ def test_mpii_files_are_read_by_the_mpii_loader(mpii_root):
     names = {p.name for p in (mpii_root / "annot").iterdir()}
     assert names == {"train.json", "valid.json", "test.json", "gt_valid.mat"}
     assert len(list((mpii_root / "images").glob("*.jpg"))) == 12
-    train = MPIIDataset(mpii_root / "annot" / "train.json", mpii_root / "images", train=True)
-    val = MPIIDataset(
-        mpii_root / "annot" / "valid.json", mpii_root / "images", gt_mat=mpii_root / "annot" / "gt_valid.mat"
+    train = MPIIDataset(
+        mpii_root / "annot" / "train.json", mpii_root / "images", make_pipeline("mpii", train=True)
     )
-    test = MPIIDataset(mpii_root / "annot" / "test.json", mpii_root / "images")
+    val = MPIIDataset(
+        mpii_root / "annot" / "valid.json",
+        mpii_root / "images",
+        make_pipeline("mpii"),
+        gt_mat=mpii_root / "annot" / "gt_valid.mat",
+    )
+    test = MPIIDataset(mpii_root / "annot" / "test.json", mpii_root / "images", make_pipeline("mpii"))
     assert len(train) >= 6 and len(val) == load_mpii_gt(mpii_root / "annot" / "gt_valid.mat").num_people >= 4
     assert len(test) >= 2 and not test.has_joints
     entries = json.loads((mpii_root / "annot" / "valid.json").read_text())
@@ -89,13 +95,16 @@ def test_coco_files_are_read_by_pycocotools_and_the_coco_loader(coco_root):
         assert coco.annToMask(a).sum() > 0  # the segmentation decodes
         x, y, w, h = a["bbox"]
         assert 0 <= x and 0 <= y and x + w <= 128 and y + h <= 112
-    val = COCODataset(ann, coco_root / "val2017")
+    val = COCODataset(ann, coco_root / "val2017", make_pipeline("coco"))
     assert len(val) == sum(1 for a in coco.loadAnns(coco.getAnnIds()) if a["num_keypoints"] > 0)
     dets = coco_root / "person_detection_results" / "synthetic_val2017_detections.json"
-    assert len(COCODataset(ann, coco_root / "val2017", det_file=dets)) >= len(coco.getAnnIds())
+    assert len(COCODataset(ann, coco_root / "val2017", make_pipeline("coco"), det_file=dets)) >= len(
+        coco.getAnnIds()
+    )
     test = COCODataset(
         coco_root / "annotations" / "image_info_test-dev2017.json",
         coco_root / "test2017",
+        make_pipeline("coco"),
         det_file=coco_root / "person_detection_results" / "synthetic_test-dev2017_detections.json",
     )
     assert len(test) >= 2

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from boxpose.cli.config import compose_config
-from boxpose.cli.train import build_trainer
+from boxpose.builders import build_trainer
+from boxpose.config import compose_config
 from boxpose.engine import distributed
 from tests.engine.helpers import tiny_overrides
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
+from boxpose.config import compose_config
 from boxpose.engine.checkpoint import load_checkpoint
 from tests.engine.helpers import tiny_overrides
 

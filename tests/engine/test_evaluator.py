@@ -11,14 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
+from boxpose.codec.heatmap import HeatmapCodec
+from boxpose.config import compose_config
 from boxpose.data import COCODataset, MPIIDataset
 from boxpose.engine.evaluator import Evaluator
 from boxpose.engine.inference import predict_heatmaps
+from boxpose.engine.metrics import COCOKeypointMetric, PCKhMetric
 from boxpose.evaluation import coco as coco_eval
 from boxpose.evaluation.mpii import MPIIGroundTruth, compute_pckh, load_mpii_gt, load_pred_mat, save_mpii_gt
 from boxpose.keypoints import COCO
+from tests.pipelines import make_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +41,11 @@ def mpii_valid(realdata, tmp_path_factory) -> Path:
 
 
 def test_oracle_on_real_mpii_is_near_perfect(mpii_valid, tmp_path):
-    dataset = MPIIDataset(mpii_valid / "annot" / "valid.json", mpii_valid / "images",
+    dataset = MPIIDataset(mpii_valid / "annot" / "valid.json", mpii_valid / "images", make_pipeline("mpii"),
                           gt_mat=mpii_valid / "annot" / "gt_valid.mat")  # fmt: skip
-    evaluator = Evaluator(dataset, batch_size=4, workers=0, oracle=True, progress=False)
+    evaluator = Evaluator(
+        dataset, PCKhMetric(), dataset.codec, batch_size=4, workers=0, oracle=True, progress=False
+    )
     result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path)
     assert result.metrics["Mean"] >= 99.0, result.table
     assert result.metrics["Mean@0.1"] >= 50.0
@@ -52,8 +57,9 @@ def test_oracle_on_real_mpii_is_near_perfect(mpii_valid, tmp_path):
 def test_oracle_on_real_coco_with_ground_truth_boxes_is_well_above_0_9(realdata, tmp_path):
     root = realdata / "coco-mini"
     dataset = COCODataset(root / "annotations" / "person_keypoints_val2017.json", root / "val2017",
-                          input_size=(192, 256), heatmap_size=(48, 64))  # fmt: skip
-    evaluator = Evaluator(dataset, batch_size=16, workers=0, oracle=True, progress=False)
+                          make_pipeline("coco", input_size=(192, 256), heatmap_size=(48, 64)))  # fmt: skip
+    evaluator = Evaluator(dataset, COCOKeypointMetric(), dataset.codec, batch_size=16, workers=0, oracle=True,
+                          progress=False)  # fmt: skip
     result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path)
     assert result.metrics["AP"] > 0.9, result.table
     results = json.loads((tmp_path / "keypoints_results.json").read_text())
@@ -113,11 +119,11 @@ def test_predictor_matches_the_evaluators_keypoints(realdata):
     model = build_model("boxnet_tiny", num_joints=17).eval()
     root = realdata / "coco-mini"
     dataset = COCODataset(root / "annotations" / "person_keypoints_val2017.json", root / "val2017",
-                          input_size=(96, 128), heatmap_size=(24, 32))  # fmt: skip
+                          make_pipeline("coco", input_size=(96, 128), heatmap_size=(24, 32)))  # fmt: skip
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, [0, 3]), batch_size=2)
     predictions = run_inference(model, loader, dataset.codec, COCO.flip_pairs, device=torch.device("cpu"),
                                 progress=False)  # fmt: skip
-    predictor = Predictor(model, COCO, (96, 128), (24, 32))
+    predictor = Predictor(model, COCO, HeatmapCodec((96, 128), (24, 32)))
     for row, index in enumerate([0, 3]):
         record = dataset.records[index]
         # The box whose aspect-fixed, padded crop is this record's (centre, scale).
@@ -129,9 +135,11 @@ def test_predictor_matches_the_evaluators_keypoints(realdata):
 def test_a_tolerated_unreadable_image_is_skipped_in_evaluation(mpii_valid, tmp_path):
     """One of the five real MPII images unreadable: the metric covers the other four persons (equal to
     PCKh of the full run's predictions on those rows), the warning and metrics.json name the file."""
-    full = Evaluator(MPIIDataset(mpii_valid / "annot" / "valid.json", mpii_valid / "images",
-                                 gt_mat=mpii_valid / "annot" / "gt_valid.mat"),
-                     batch_size=2, workers=0, oracle=True, progress=False)  # fmt: skip
+    full_set = MPIIDataset(mpii_valid / "annot" / "valid.json", mpii_valid / "images", make_pipeline("mpii"),
+                           gt_mat=mpii_valid / "annot" / "gt_valid.mat")  # fmt: skip
+    full = Evaluator(
+        full_set, PCKhMetric(), full_set.codec, batch_size=2, workers=0, oracle=True, progress=False
+    )
     full_result = full.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path / "full")
     root = tmp_path / "broken"
     shutil.copytree(mpii_valid, root)
@@ -139,9 +147,11 @@ def test_a_tolerated_unreadable_image_is_skipped_in_evaluation(mpii_valid, tmp_p
     broken = root / "images" / entries[2]["image"]
     broken.write_bytes(b"truncated")
     annot = root / "annot"
-    dataset = MPIIDataset(annot / "valid.json", root / "images", gt_mat=annot / "gt_valid.mat",
-                          max_failure_fraction=0.25)  # fmt: skip
-    evaluator = Evaluator(dataset, batch_size=2, workers=0, oracle=True, progress=False)
+    dataset = MPIIDataset(annot / "valid.json", root / "images", make_pipeline("mpii"),
+                          gt_mat=annot / "gt_valid.mat", max_failure_fraction=0.25)  # fmt: skip
+    evaluator = Evaluator(
+        dataset, PCKhMetric(), dataset.codec, batch_size=2, workers=0, oracle=True, progress=False
+    )
     with pytest.warns(RuntimeWarning, match=broken.name):
         result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path / "out")
     assert result.skipped_persons == 1 and result.skipped_files == [str(broken)]
@@ -165,16 +175,18 @@ def test_an_unreadable_coco_image_is_left_out_of_the_scored_images(realdata, tmp
     root = realdata / "coco-mini"
     ann = root / "annotations" / "person_keypoints_val2017.json"
     size = {"input_size": (64, 64), "heatmap_size": (16, 16)}
-    full = Evaluator(COCODataset(ann, root / "val2017", **size), batch_size=32, workers=0, oracle=True,
+    full_set = COCODataset(ann, root / "val2017", make_pipeline("coco", **size))
+    full = Evaluator(full_set, COCOKeypointMetric(), full_set.codec, batch_size=32, workers=0, oracle=True,
                      progress=False).evaluate(torch.nn.Identity(), torch.device("cpu"))  # fmt: skip
     images = tmp_path / "val2017"
     shutil.copytree(root / "val2017", images)
-    dataset = COCODataset(ann, images, max_failure_fraction=0.05, **size)
+    dataset = COCODataset(ann, images, make_pipeline("coco", **size), max_failure_fraction=0.05)
     broken = Path(dataset.records[-1].image_file)
     broken.write_bytes(b"")
     broken_id = dataset.records[-1].image_id
     persons = sum(r.image_file == str(broken) for r in dataset.records)
-    evaluator = Evaluator(dataset, batch_size=32, workers=0, oracle=True, progress=False)
+    evaluator = Evaluator(dataset, COCOKeypointMetric(), dataset.codec, batch_size=32, workers=0, oracle=True,
+                          progress=False)  # fmt: skip
     with pytest.warns(RuntimeWarning, match=broken.name):
         result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path / "out")
     assert result.skipped_persons == persons and result.skipped_files == [str(broken)]

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from boxpose.cli.config import compose_config
-from boxpose.cli.train import build_trainer, train
+from boxpose.builders import build_trainer
+from boxpose.cli.train import train
+from boxpose.config import compose_config
 from boxpose.engine import trainer as trainer_module
 from boxpose.engine.checkpoint import load_checkpoint
 from boxpose.engine.evaluator import Evaluator
@@ -82,8 +83,9 @@ def test_resume_inside_an_epoch_is_exact(synthetic_root, tmp_path):
     train(compose_config("train", tiny_overrides(synthetic_root, straight, epochs=2)))
     partial = tmp_path / "partial"
     trainer = build_trainer(compose_config("train", tiny_overrides(synthetic_root, partial, epochs=2)))
-    trainer.max_steps_per_epoch = 1  # stop after one step of the first epoch, as Ctrl-C would
-    trainer._train_epoch()
+    trainer._interrupted = True  # Ctrl-C pressed: the loop stops after the first step of the first epoch
+    with pytest.raises(TrainingInterrupted):
+        trainer.train_one_epoch()
     trainer.save("last.pt")
     assert load_checkpoint(partial / "last.pt")["step_in_epoch"] == 1
     train(

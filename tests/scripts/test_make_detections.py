@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from boxpose.cli.config import compose_config
 from boxpose.cli.evaluate import evaluate
+from boxpose.config import compose_config
 from tests.detect.helpers import coco_mini_images, tiny_coco_checkpoint
 from tests.scripts.helpers import load_script
 

@@ -15,8 +15,8 @@ import torch
 import yaml
 from torch import nn
 
-from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
+from boxpose.config import compose_config
 from boxpose.engine.checkpoint import load_checkpoint
 from tests.engine.helpers import tiny_overrides
 from tests.scripts.helpers import load_script

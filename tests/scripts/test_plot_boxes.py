@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
+from boxpose.config import compose_config
 from boxpose.engine.checkpoint import model_state_dict, save_checkpoint
 from boxpose.models import build_model
 from boxpose.nn import box_conv_layers

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from boxpose.cli.config import compose_config
 from boxpose.cli.train import train
+from boxpose.config import compose_config
 from boxpose.engine.checkpoint import load_checkpoint, load_model
 from boxpose.models import build_model
 from boxpose.nn import box_conv_layers, snap_boxes_

@@ -24,6 +24,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from boxpose.data import DATASETS
+
 # The network's output is a quarter of its input in every boxpose model (``output_stride``).
 OUTPUT_STRIDE = 4
 
@@ -182,7 +184,7 @@ TRAINER_RULES: dict[str, Check] = {
 }
 
 DATA_RULES: dict[str, Check] = {
-    "data.name": choice("mpii", "coco"),
+    "data.name": choice(*sorted(DATASETS)),
     "data.input_size": _SIZE,
     "data.heatmap_size": _SIZE,
     "data.sigma": number(0.0, low_open=True),
