@@ -1,5 +1,5 @@
 // Shared math of the box-filter kernels: host/device functions used by the CUDA kernels, by the CPU
-// emulation of the CUDA block algorithm (box_filter_cpu.cpp, tested on machines without a GPU) and
+// emulation of the CUDA block algorithm (box_filter_emulation.cpp, tested on machines without a GPU) and
 // by the vectorised CPU kernels.
 //
 // The operation (see boxpose/ops/reference.py for the full statement): for output channel j, with

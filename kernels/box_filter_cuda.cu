@@ -12,7 +12,7 @@
 // Planes whose tables do not fit in shared memory use the same kernels with the tables in a global
 // scratch buffer (one slice per block).
 //
-// The phase functions (box_filter_common.h) are shared with the CPU emulation in box_filter_cpu.cpp,
+// The phase functions (box_filter_common.h) are shared with the CPU emulation in box_filter_emulation.cpp,
 // which the test-suite checks against the reference on machines without a GPU.
 
 #include <ATen/ATen.h>
@@ -34,9 +34,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-
-template <typename scalar_t>
-using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 template <typename scalar_t, typename acc_t>
 struct StoreGlobal {

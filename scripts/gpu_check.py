@@ -896,7 +896,7 @@ def internal_environment() -> dict[str, Any]:
 
     import torch
 
-    from boxpose.ops import _build
+    from boxpose.ops import kernels
 
     def version(distribution: str) -> str | None:
         try:
@@ -913,7 +913,7 @@ def internal_environment() -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "cuda_available": torch.cuda.is_available(),
         "gpus": [],
-        "kernel_cache": str(_build.cache_dir()),
+        "kernel_cache": str(kernels.cache_dir()),
     }
     for distribution in (
         "torchvision",
@@ -939,7 +939,7 @@ def internal_environment() -> dict[str, Any]:
                 }
             )
     info["driver"] = _first_line(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
-    cuda_home = _build._cuda_home()
+    cuda_home = kernels.cuda_home()
     nvcc = str(Path(cuda_home, "bin", "nvcc")) if cuda_home else shutil.which("nvcc")
     version = _first_line([nvcc, "--version"], last=True) if nvcc else None
     info["nvcc"] = (

@@ -38,7 +38,7 @@ kernel w[j, iy, ix] = ov_y(iy) * ov_x(ix), ov(i) = max(0, min(hi, i+1) - max(lo,
 Implementations (``BOXPOSE_OP_IMPL``, or :func:`set_impl` / :func:`use_impl`)
 -------------------------------------------------------------------------------
 ``auto`` (default): compiled CPU or CUDA kernels for CPU/CUDA tensors (built on first use, see
-:mod:`boxpose.ops._build`), falling back with a warning to the reference path if they cannot be
+:mod:`boxpose.ops.kernels`), falling back with a warning to the reference path if they cannot be
 built; ``cpu`` / ``cuda``: the compiled kernel, or an error; ``reference``: the pure-PyTorch path
 (exports to ONNX and TorchScript; also used automatically while tracing or exporting).
 
@@ -59,7 +59,7 @@ from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 from torch.utils.flop_counter import register_flop_formula
 
-from boxpose.ops import _build, reference
+from boxpose.ops import kernels, reference
 
 IMPLEMENTATIONS = ("auto", "cuda", "cpu", "reference")
 
@@ -116,8 +116,8 @@ def _compiled_ops(device: torch.device):
         raise RuntimeError(f"BOXPOSE_OP_IMPL={impl}, but the tensors are on {device.type}")
     cuda = device.type == "cuda"
     try:
-        _build.load(cuda=cuda)
-    except _build.KernelBuildError as exc:
+        kernels.load(cuda=cuda)
+    except kernels.KernelBuildError as exc:
         if impl != "auto":
             raise
         if device.type not in _warned_fallback:

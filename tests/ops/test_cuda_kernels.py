@@ -1,7 +1,8 @@
 """The CUDA kernels: block algorithm (emulated on the CPU), compilation and, on a GPU, results.
 
-The CUDA kernels are built from the phase functions of kernels/box_filter_common.h. The CPU library
-runs the same phases thread by thread (box_filter_*_emulated), so the GPU algorithm's indexing,
+The CUDA kernels are built from the phase functions of kernels/box_filter_common.h. The emulation
+library (kernels/box_filter_emulation.cpp, loaded only here through ``kernels.load_emulation()``) runs
+the same phases thread by thread on the CPU (box_filter_*_emulated), so the GPU algorithm's indexing,
 work split, rolling SAT reads and block reduction are checked here against the reference even on
 machines without a GPU. The compile test builds the real CUDA library with nvcc (no GPU needed), so a
 CUDA compile error fails CI. Tests of the CUDA device path run where a GPU exists and are skipped
@@ -19,7 +20,7 @@ import sys
 import pytest
 import torch
 
-from boxpose.ops import box_conv2d, box_conv2d_split, box_corners, split_coefficients, use_impl
+from boxpose.ops import box_conv2d, box_conv2d_split, box_corners, kernels, split_coefficients, use_impl
 from boxpose.ops.reference import box_filter_backward_reference, box_filter_reference
 from tests.ops.dense_oracle import random_boxes
 
@@ -36,6 +37,13 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def emulation():
+    """The ops of the emulation library (compiled on first use, about a minute)."""
+    kernels.load_emulation()
+    return torch.ops.boxpose_kernels_emulation
+
+
 def _corner_args(c_out, k, split, dtype, gen):
     boxes = random_boxes(c_out, k, dtype=dtype, generator=gen)
     xs, ys = box_corners(boxes, k, split)
@@ -46,43 +54,39 @@ def _corner_args(c_out, k, split, dtype, gen):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
 @pytest.mark.parametrize("snapped", [False, True])
-def test_emulated_cuda_algorithm_matches_reference(case, snapped):
+def test_emulated_cuda_algorithm_matches_reference(emulation, case, snapped):
     n, c, m, h, w, k, split, threads = case
     gen = torch.Generator().manual_seed(hash(case) % 1000)
     x = torch.randn(n, c, h, w, dtype=torch.float64, generator=gen)
     g = torch.randn(n, c * m, h, w, dtype=torch.float64, generator=gen)
     xs, ys, coef = _corner_args(c * m, k, split, torch.float64, gen)
-    kernels = torch.ops.boxpose_kernels
-    _ = box_conv2d(torch.zeros(1, 1, 1, 1), torch.zeros(1, 4), 1)  # builds and loads the CPU library
-    out = kernels.box_filter_forward_emulated(x, xs, ys, coef, k, snapped, threads)
+    out = emulation.box_filter_forward_emulated(x, xs, ys, coef, k, snapped, threads)
     torch.testing.assert_close(out, box_filter_reference(x, xs, ys, coef, k, snapped), rtol=1e-10, atol=1e-10)
     mask = [True, True, True, True]
-    got = kernels.box_filter_backward_emulated(g, x, xs, ys, coef, k, snapped, mask, threads)
+    got = emulation.box_filter_backward_emulated(g, x, xs, ys, coef, k, snapped, mask, threads)
     expected = box_filter_backward_reference(g, x, xs, ys, coef, k, snapped, mask)
     for name, a, b in zip(("input", "xs", "ys", "coef"), got, expected):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"grad {name}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_emulated_cuda_algorithm_in_reduced_precision(dtype):
+def test_emulated_cuda_algorithm_in_reduced_precision(emulation, dtype):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 16, 16, generator=gen).to(dtype)
     xs, ys, coef = _corner_args(3, 13, "none", torch.float32, gen)
-    _ = box_conv2d(torch.zeros(1, 1, 1, 1), torch.zeros(1, 4), 1)
-    out = torch.ops.boxpose_kernels.box_filter_forward_emulated(x, xs, ys, coef, 13, False, 128)
+    out = emulation.box_filter_forward_emulated(x, xs, ys, coef, 13, False, 128)
     assert out.dtype == dtype
     ref = box_filter_reference(x.double(), xs.double(), ys.double(), coef.double(), 13)
     tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
     torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol * ref.abs().max().item())
 
 
-def test_emulated_backward_respects_the_output_mask():
+def test_emulated_backward_respects_the_output_mask(emulation):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(1, 2, 8, 8, dtype=torch.float64, generator=gen)
     g = torch.randn(1, 2, 8, 8, dtype=torch.float64, generator=gen)
     xs, ys, coef = _corner_args(2, 5, "none", torch.float64, gen)
-    _ = box_conv2d(torch.zeros(1, 1, 1, 1), torch.zeros(1, 4), 1)
-    gi, gx, gy, gc = torch.ops.boxpose_kernels.box_filter_backward_emulated(
+    gi, gx, gy, gc = emulation.box_filter_backward_emulated(
         g, x, xs, ys, coef, 5, False, [True, False, False, False], 64
     )
     assert gi.abs().sum() > 0 and gx.abs().sum() == 0 and gy.abs().sum() == 0 and gc.abs().sum() == 0
