@@ -11,6 +11,9 @@
 //   box_filter_forward_emulated(input, xs, ys, coef, max_size, snapped, threads_per_block) -> out
 //   box_filter_backward_emulated(grad_output, input, xs, ys, coef, max_size, snapped, output_mask,
 //       threads_per_block) -> (grad_input, grad_xs, grad_ys, grad_coef)
+//   box_filter_forward_nhwc_emulated / box_filter_backward_nhwc_emulated(..., threads_per_block,
+//       channels_per_block): the channels-last kernels, G = channels_per_block channels per block
+//       (1 <= G <= threads_per_block); the results are channels-last.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -94,7 +97,7 @@ at::Tensor forward_emulated(const at::Tensor& input_, const at::Tensor& xs_, con
             const int x = item % W, chunk = item / W;
             const int y0 = chunk * chunks.rows, y1 = std::min(H, y0 + chunks.rows);
             StorePlane<scalar_t> store{out_plane, W, x, false};
-            filter_column(smem.data(), H, W, table, r, x, y0, y1, store);
+            filter_column(smem.data(), sat_stride(W), 1, H, W, table, r, x, y0, y1, store);
           }
         }
       }
@@ -140,7 +143,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_emulated(
               const int x = item % W, chunk = item / W;
               const int y0 = chunk * chunks.rows, y1 = std::min(H, y0 + chunks.rows);
               StoreAcc<acc_t> store{acc_plane.data(), W, x, jj > 0};
-              filter_column(sat_grad.data(), H, W, mirrored, r, x, y0, y1, store);
+              filter_column(sat_grad.data(), sat_stride(W), 1, H, W, mirrored, r, x, y0, y1, store);
             }
           }
         }
@@ -152,7 +155,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_emulated(
               const int x = item % W, chunk = item / W;
               const int y0 = chunk * chunks.rows, y1 = std::min(H, y0 + chunks.rows);
               LoadGrad<scalar_t> grad{g_plane, W, x};
-              corner_grads_column(sat_input.data(), H, W, table, r, x, y0, y1, grad,
+              corner_grads_column(sat_input.data(), sat_stride(W), 1, H, W, table, r, x, y0, y1, grad,
                                   thread_partials.data() + tid * kNumGradPartials);
             }
           }
@@ -171,6 +174,184 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_emulated(
   return {grad_input, grad_xs, grad_ys, grad_coef};
 }
 
+
+// ---------------------------------------------------------------------------------------------------
+// NHWC: one "block" per (n, group of G channels) (forward_kernel_nhwc and backward_kernel_nhwc of
+// box_filter_cuda.cu). The input is taken channels-last (converted if it is not), the result is
+// channels-last.
+
+template <typename scalar_t, typename acc_t>
+void emulate_tile(acc_t* tile, const scalar_t* image, int64_t C, int64_t c0, int H, int W, int G,
+                  int nthreads) {
+  const auto src = [&](const GroupThread& t) { return image + (c0 + t.cl < C ? c0 + t.cl : 0); };
+  const auto valid = [&](const GroupThread& t) { return t.active && c0 + t.cl < C; };
+  for (int tid = 0; tid < nthreads; ++tid) {
+    const GroupThread t = group_thread(tid, nthreads, G);
+    tile_load_phase(tile, src(t), C, H, W, G, t, valid(t));
+  }
+  for (int tid = 0; tid < nthreads; ++tid) tile_row_scan_phase(tile, H, W, G, group_thread(tid, nthreads, G));
+  for (int tid = 0; tid < nthreads; ++tid) tile_column_scan_phase(tile, H, W, G, group_thread(tid, nthreads, G));
+}
+
+void check_block_shape(int64_t threads_per_block, int64_t channels_per_block) {
+  TORCH_CHECK(channels_per_block >= 1 && channels_per_block <= threads_per_block,
+              "channels_per_block must be in [1, threads_per_block], got ", channels_per_block, " for ",
+              threads_per_block, " threads");
+}
+
+at::Tensor forward_nhwc_emulated(const at::Tensor& input_, const at::Tensor& xs_, const at::Tensor& ys_,
+                                 const at::Tensor& coef_, int64_t k, bool snapped, int64_t threads_per_block,
+                                 int64_t channels_per_block) {
+  const FilterShape s = check_filter_args(input_, xs_, ys_, coef_, k);
+  check_block_shape(threads_per_block, channels_per_block);
+  const auto channels_last = at::MemoryFormat::ChannelsLast;
+  const at::Tensor input = input_.contiguous(channels_last);
+  const at::Tensor xs = xs_.contiguous(), ys = ys_.contiguous(), coef = coef_.contiguous();
+  at::Tensor out = at::empty({s.N, s.C_out, s.H, s.W}, input.options().memory_format(channels_last));
+  const int H = static_cast<int>(s.H), W = static_cast<int>(s.W), r = static_cast<int>((k - 1) / 2);
+  const int nthreads = static_cast<int>(threads_per_block), G = static_cast<int>(channels_per_block);
+  const int64_t groups = (s.C + G - 1) / G, image_size = s.H * s.W;
+  const int pitch = sat_stride(W) * G;
+  const auto dtype = input.scalar_type();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "box_filter_forward_nhwc_emulated", [&] {
+    using acc_t = acc_type<scalar_t>;
+    using coord_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    std::vector<acc_t> tile(static_cast<size_t>(H + 1) * pitch);
+    for (int64_t task = 0; task < s.N * groups; ++task) {
+      const int64_t n = task / groups, c0 = (task % groups) * G;
+      emulate_tile(tile.data(), input.data_ptr<scalar_t>() + n * image_size * s.C, s.C, c0, H, W, G, nthreads);
+      for (int tid = 0; tid < nthreads; ++tid) {
+        const GroupThread t = group_thread(tid, nthreads, G);
+        const int64_t c = c0 + t.cl;
+        if (!t.active || c >= s.C) continue;
+        const ColumnChunks chunks = column_chunks(H, W, t.workers);
+        for (int64_t jj = 0; jj < s.m; ++jj) {
+          const int64_t j = c * s.m + jj;
+          const auto table = table_for<scalar_t, coord_t>(xs, ys, coef, j, s, k, snapped, false);
+          for (int item = t.worker; item < W * chunks.chunks; item += t.workers) {
+            const int x = item % W, chunk = item / W;
+            const int y0 = chunk * chunks.rows, y1 = std::min(H, y0 + chunks.rows);
+            PixelStore<scalar_t, acc_t> store{out.data_ptr<scalar_t>() + n * image_size * s.C_out + j, s.C_out, W, x};
+            filter_column(tile.data() + t.cl, pitch, G, H, W, table, r, x, y0, y1, store);
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_nhwc_emulated(
+    const at::Tensor& grad_output_, const at::Tensor& input_, const at::Tensor& xs_, const at::Tensor& ys_,
+    const at::Tensor& coef_, int64_t k, bool snapped, std::array<bool, 4> mask, int64_t threads_per_block,
+    int64_t channels_per_block) {
+  const FilterShape s = check_filter_args(input_, xs_, ys_, coef_, k);
+  check_block_shape(threads_per_block, channels_per_block);
+  const auto channels_last = at::MemoryFormat::ChannelsLast;
+  const at::Tensor input = input_.contiguous(channels_last);
+  const at::Tensor grad_output = grad_output_.to(input.scalar_type()).contiguous(channels_last);
+  const at::Tensor xs = xs_.contiguous(), ys = ys_.contiguous(), coef = coef_.contiguous();
+  at::Tensor grad_input = at::zeros_like(input, channels_last);
+  at::Tensor grad_xs = at::zeros_like(xs), grad_ys = at::zeros_like(ys), grad_coef = at::zeros_like(coef);
+  const bool want_input = mask[0];
+  const bool want_corners = mask[1] || mask[2] || mask[3];
+  const int H = static_cast<int>(s.H), W = static_cast<int>(s.W), r = static_cast<int>((k - 1) / 2);
+  const int nthreads = static_cast<int>(threads_per_block), G = static_cast<int>(channels_per_block);
+  const int64_t groups = (s.C + G - 1) / G, image_size = s.H * s.W;
+  const int pitch = sat_stride(W) * G;
+  const auto dtype = input.scalar_type();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "box_filter_backward_nhwc_emulated", [&] {
+    using acc_t = acc_type<scalar_t>;
+    using coord_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    const size_t tile_size = static_cast<size_t>(H + 1) * pitch;
+    std::vector<acc_t> tile_input(tile_size), tile_grad(tile_size), acc_tile(static_cast<size_t>(image_size) * G);
+    std::vector<acc_t> thread_partials(static_cast<size_t>(nthreads) * kNumGradPartials);
+    std::vector<acc_t> reduce_buffer(static_cast<size_t>(nthreads) * kNumGradPartials);
+    coord_t* grads[3] = {grad_xs.data_ptr<coord_t>(), grad_ys.data_ptr<coord_t>(), grad_coef.data_ptr<coord_t>()};
+    const int64_t grad_sizes[3] = {s.nx, s.ny, s.ny * s.nx};
+    for (int64_t task = 0; task < s.N * groups; ++task) {
+      const int64_t n = task / groups, c0 = (task % groups) * G;
+      if (want_corners)
+        emulate_tile(tile_input.data(), input.data_ptr<scalar_t>() + n * image_size * s.C, s.C, c0, H, W, G, nthreads);
+      for (int64_t jj = 0; jj < s.m; ++jj) {
+        // The gradient's channels (c0 + cl) * m + jj, cl < G: a group of C channels with step m.
+        const scalar_t* g_image = grad_output.data_ptr<scalar_t>() + n * image_size * s.C_out + jj;
+        if (want_input) {
+          for (int tid = 0; tid < nthreads; ++tid) {
+            const GroupThread t = group_thread(tid, nthreads, G);
+            const bool valid = t.active && c0 + t.cl < s.C;
+            tile_load_phase(tile_grad.data(), g_image + (valid ? (c0 + t.cl) * s.m : 0), s.C_out, H, W, G, t, valid);
+          }
+          for (int tid = 0; tid < nthreads; ++tid)
+            tile_row_scan_phase(tile_grad.data(), H, W, G, group_thread(tid, nthreads, G));
+          for (int tid = 0; tid < nthreads; ++tid)
+            tile_column_scan_phase(tile_grad.data(), H, W, G, group_thread(tid, nthreads, G));
+          for (int tid = 0; tid < nthreads; ++tid) {
+            const GroupThread t = group_thread(tid, nthreads, G);
+            const int64_t c = c0 + t.cl;
+            if (!t.active || c >= s.C) continue;
+            const auto mirrored = table_for<scalar_t, coord_t>(xs, ys, coef, c * s.m + jj, s, k, snapped, true);
+            const ColumnChunks chunks = column_chunks(H, W, t.workers);
+            for (int item = t.worker; item < W * chunks.chunks; item += t.workers) {
+              const int x = item % W, chunk = item / W;
+              const int y0 = chunk * chunks.rows, y1 = std::min(H, y0 + chunks.rows);
+              if (s.m == 1) {
+                scalar_t* image = grad_input.data_ptr<scalar_t>() + n * image_size * s.C;
+                PixelStore<scalar_t, acc_t> store{image + c, s.C, W, x};
+                filter_column(tile_grad.data() + t.cl, pitch, G, H, W, mirrored, r, x, y0, y1, store);
+              } else {
+                PixelAccumulate<acc_t> store{acc_tile.data() + t.cl, G, W, x, jj > 0};
+                filter_column(tile_grad.data() + t.cl, pitch, G, H, W, mirrored, r, x, y0, y1, store);
+              }
+            }
+          }
+        }
+        if (want_corners) {
+          std::fill(thread_partials.begin(), thread_partials.end(), acc_t(0));
+          for (int tid = 0; tid < nthreads; ++tid) {
+            const GroupThread t = group_thread(tid, nthreads, G);
+            const int64_t c = c0 + t.cl;
+            if (!t.active || c >= s.C) continue;
+            const auto table = table_for<scalar_t, coord_t>(xs, ys, coef, c * s.m + jj, s, k, snapped, false);
+            const ColumnChunks chunks = column_chunks(H, W, t.workers);
+            for (int item = t.worker; item < W * chunks.chunks; item += t.workers) {
+              const int x = item % W, chunk = item / W;
+              const int y0 = chunk * chunks.rows, y1 = std::min(H, y0 + chunks.rows);
+              PixelLoad<scalar_t, acc_t> grad{g_image + c * s.m, s.C_out, W, x};
+              corner_grads_column(tile_input.data() + t.cl, pitch, G, H, W, table, r, x, y0, y1, grad,
+                                  thread_partials.data() + tid * kNumGradPartials);
+            }
+          }
+          for (int tid = 0; tid < nthreads; ++tid)
+            group_partials_store_phase(reduce_buffer.data(), thread_partials.data() + tid * kNumGradPartials, tid);
+          // The CUDA kernel's atomicAdd: one addition per (channel, entry) and block, in coord_t.
+          const auto add = [&](int cl, int i, acc_t total) {
+            if (c0 + cl >= s.C) return;
+            const int64_t j = (c0 + cl) * s.m + jj;
+            int offset = 0;
+            const int where = partial_destination(i, s.nx, s.ny, &offset);
+            if (where >= 0 && mask[1 + where])
+              grads[where][j * grad_sizes[where] + offset] += static_cast<coord_t>(total);
+          };
+          for (int tid = 0; tid < nthreads; ++tid)
+            group_partials_sum_phase(reduce_buffer.data(), G, tid, nthreads, add);
+        }
+      }
+      if (want_input && s.m > 1) {
+        for (int tid = 0; tid < nthreads; ++tid) {
+          const GroupThread t = group_thread(tid, nthreads, G);
+          const int64_t c = c0 + t.cl;
+          if (!t.active || c >= s.C) continue;
+          scalar_t* dst = grad_input.data_ptr<scalar_t>() + n * image_size * s.C + c;
+          for (int64_t p = t.worker; p < image_size; p += t.workers)
+            dst[p * s.C] = static_cast<scalar_t>(acc_tile[p * G + t.cl]);
+        }
+      }
+    }
+  });
+  return {grad_input, grad_xs, grad_ys, grad_coef};
+}
+
 }  // namespace
 }  // namespace boxpose
 
@@ -181,9 +362,18 @@ TORCH_LIBRARY(boxpose_kernels_emulation, m) {
   m.def(
       "box_filter_backward_emulated(Tensor grad_output, Tensor input, Tensor xs, Tensor ys, Tensor coef, "
       "int max_size, bool snapped, bool[4] output_mask, int threads_per_block) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "box_filter_forward_nhwc_emulated(Tensor input, Tensor xs, Tensor ys, Tensor coef, int max_size, "
+      "bool snapped, int threads_per_block, int channels_per_block) -> Tensor");
+  m.def(
+      "box_filter_backward_nhwc_emulated(Tensor grad_output, Tensor input, Tensor xs, Tensor ys, Tensor coef, "
+      "int max_size, bool snapped, bool[4] output_mask, int threads_per_block, int channels_per_block) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(boxpose_kernels_emulation, CPU, m) {
   m.impl("box_filter_forward_emulated", &boxpose::forward_emulated);
   m.impl("box_filter_backward_emulated", &boxpose::backward_emulated);
+  m.impl("box_filter_forward_nhwc_emulated", &boxpose::forward_nhwc_emulated);
+  m.impl("box_filter_backward_nhwc_emulated", &boxpose::backward_nhwc_emulated);
 }

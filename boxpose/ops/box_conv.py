@@ -33,7 +33,9 @@ kernel w[j, iy, ix] = ov_y(iy) * ov_x(ix), ov(i) = max(0, min(hi, i+1) - max(lo,
   (towards larger a) is returned, at a = k the left one; at lo == hi the box can grow from either edge.
 - dtypes: float32, float64, float16, bfloat16 input. Boxes are float32 (float64 for float64 input);
   half-precision inputs accumulate in float32 and the SAT is never held in half precision.
-- Non-contiguous and channels-last inputs work; a channels-last input gives a channels-last output.
+- Non-contiguous and channels-last inputs work; a channels-last input gives a channels-last output. The
+  CPU and CUDA kernels filter a channels-last input in NHWC, forward and backward (no conversion to
+  NCHW and back); other inputs are made contiguous (NCHW).
 
 Implementations (``BOXPOSE_OP_IMPL``, or :func:`set_impl` / :func:`use_impl`)
 -------------------------------------------------------------------------------
