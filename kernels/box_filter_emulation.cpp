@@ -180,14 +180,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_emulated(
 // box_filter_cuda.cu). The input is taken channels-last (converted if it is not), the result is
 // channels-last.
 
+// The tile of channels c0 + cl (cl < G, those < C valid) of one image: channel c of pixel (y, x) at
+// image[(y * W + x) * pixel_stride + c * channel_step].
 template <typename scalar_t, typename acc_t>
-void emulate_tile(acc_t* tile, const scalar_t* image, int64_t C, int64_t c0, int H, int W, int G,
-                  int nthreads) {
-  const auto src = [&](const GroupThread& t) { return image + (c0 + t.cl < C ? c0 + t.cl : 0); };
-  const auto valid = [&](const GroupThread& t) { return t.active && c0 + t.cl < C; };
+void emulate_tile(acc_t* tile, const scalar_t* image, int64_t pixel_stride, int64_t channel_step, int64_t C,
+                  int64_t c0, int H, int W, int G, int nthreads) {
   for (int tid = 0; tid < nthreads; ++tid) {
     const GroupThread t = group_thread(tid, nthreads, G);
-    tile_load_phase(tile, src(t), C, H, W, G, t, valid(t));
+    const bool valid = t.active && c0 + t.cl < C;
+    tile_load_phase(tile, image + (valid ? (c0 + t.cl) * channel_step : 0), pixel_stride, H, W, G, t, valid);
   }
   for (int tid = 0; tid < nthreads; ++tid) tile_row_scan_phase(tile, H, W, G, group_thread(tid, nthreads, G));
   for (int tid = 0; tid < nthreads; ++tid) tile_column_scan_phase(tile, H, W, G, group_thread(tid, nthreads, G));
@@ -219,7 +220,7 @@ at::Tensor forward_nhwc_emulated(const at::Tensor& input_, const at::Tensor& xs_
     std::vector<acc_t> tile(static_cast<size_t>(H + 1) * pitch);
     for (int64_t task = 0; task < s.N * groups; ++task) {
       const int64_t n = task / groups, c0 = (task % groups) * G;
-      emulate_tile(tile.data(), input.data_ptr<scalar_t>() + n * image_size * s.C, s.C, c0, H, W, G, nthreads);
+      emulate_tile(tile.data(), input.data_ptr<scalar_t>() + n * image_size * s.C, s.C, 1, s.C, c0, H, W, G, nthreads);
       for (int tid = 0; tid < nthreads; ++tid) {
         const GroupThread t = group_thread(tid, nthreads, G);
         const int64_t c = c0 + t.cl;
@@ -272,20 +273,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_nhwc_emulate
     for (int64_t task = 0; task < s.N * groups; ++task) {
       const int64_t n = task / groups, c0 = (task % groups) * G;
       if (want_corners)
-        emulate_tile(tile_input.data(), input.data_ptr<scalar_t>() + n * image_size * s.C, s.C, c0, H, W, G, nthreads);
+        emulate_tile(tile_input.data(), input.data_ptr<scalar_t>() + n * image_size * s.C, s.C, 1, s.C, c0, H, W, G,
+                     nthreads);
       for (int64_t jj = 0; jj < s.m; ++jj) {
         // The gradient's channels (c0 + cl) * m + jj, cl < G: a group of C channels with step m.
         const scalar_t* g_image = grad_output.data_ptr<scalar_t>() + n * image_size * s.C_out + jj;
         if (want_input) {
-          for (int tid = 0; tid < nthreads; ++tid) {
-            const GroupThread t = group_thread(tid, nthreads, G);
-            const bool valid = t.active && c0 + t.cl < s.C;
-            tile_load_phase(tile_grad.data(), g_image + (valid ? (c0 + t.cl) * s.m : 0), s.C_out, H, W, G, t, valid);
-          }
-          for (int tid = 0; tid < nthreads; ++tid)
-            tile_row_scan_phase(tile_grad.data(), H, W, G, group_thread(tid, nthreads, G));
-          for (int tid = 0; tid < nthreads; ++tid)
-            tile_column_scan_phase(tile_grad.data(), H, W, G, group_thread(tid, nthreads, G));
+          emulate_tile(tile_grad.data(), g_image, s.C_out, s.m, s.C, c0, H, W, G, nthreads);
           for (int tid = 0; tid < nthreads; ++tid) {
             const GroupThread t = group_thread(tid, nthreads, G);
             const int64_t c = c0 + t.cl;

@@ -282,6 +282,28 @@ def test_cuda_split_snapped_channels_last_and_many_planes():
 
 @requires_cuda
 @pytest.mark.cuda
+def test_cuda_channels_last_split_snapped_and_many_blocks():
+    """The NHWC kernels with split and snapped boxes, and more (image, channel group) tasks than blocks."""
+    x = torch.randn(2, 4, 20, 20, device="cuda").contiguous(memory_format=torch.channels_last)
+    many = torch.randn(20000, 3, 3, 2, device="cuda").contiguous(memory_format=torch.channels_last)
+    boxes = random_boxes(8, 13, dtype=torch.float32).cuda()
+    many_boxes = random_boxes(3, 3, dtype=torch.float32).cuda()
+    weights = torch.randn(8, 4, device="cuda")
+    results = {}
+    for impl in ("cuda", "reference"):
+        with use_impl(impl):
+            results[impl] = (
+                box_conv2d_split(x, boxes, weights, 13, "q4"),
+                box_conv2d(x, boxes, 13, snapped=True),
+                box_conv2d(many, many_boxes, 3),
+            )
+    for got, expected in zip(results["cuda"], results["reference"]):
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@requires_cuda
+@pytest.mark.cuda
 def test_cuda_opcheck_and_current_stream():
     x = torch.randn(2, 2, 8, 8, device="cuda", requires_grad=True)
     boxes = random_boxes(4, 5, dtype=torch.float32).cuda()
