@@ -116,6 +116,9 @@ def _check_raw_ops(x, g, xs, ys, coef, snapped: bool, label: str) -> None:
     got = [emulation.box_filter_forward_emulated(x, xs, ys, coef, K, snapped, 32)]
     got += list(emulation.box_filter_backward_emulated(g, x, xs, ys, coef, K, snapped, mask, 32))
     _assert_close(got, expected, names, f"{label} emulated CUDA kernel")
+    got = [emulation.box_filter_forward_nhwc_emulated(x, xs, ys, coef, K, snapped, 32, 3)]
+    got += list(emulation.box_filter_backward_nhwc_emulated(g, x, xs, ys, coef, K, snapped, mask, 32, 3))
+    _assert_close(got, expected, names, f"{label} emulated channels-last CUDA kernel")
 
 
 def run_all_cases() -> int:
