@@ -1,5 +1,5 @@
 // Shared math of the box-filter kernels: host/device functions used by the CUDA kernels, by the CPU
-// emulation of the CUDA block algorithm (box_filter_cpu.cpp, tested on machines without a GPU) and
+// emulation of the CUDA block algorithm (box_filter_emulation.cpp, tested on machines without a GPU) and
 // by the vectorised CPU kernels.
 //
 // The operation (see boxpose/ops/reference.py for the full statement): for output channel j, with
@@ -177,27 +177,28 @@ BOXPOSE_HD ColumnChunks column_chunks(int H, int W, int nthreads) {
   return c;
 }
 
-// Output of one column x for rows [y0, y1): calls store(y, value) for each row.
+// Output of one column x for rows [y0, y1): calls store(y, value) for each row. Entry (i, j) of the
+// SAT is sat[i * pitch + j * step]: pitch = sat_stride(W) and step = 1 for a plane's own table (see
+// the channels-last tiles below for the other case).
 //
 // Interpolated corners: h[a][p][b] is the x-interpolated SAT value at row (y - r + ty[a] + p) for
 // corner b. Moving from y to y + 1, row p = 1 becomes row p = 0, so each step reads only the NY new
 // rows: 2 * NY * NX SAT reads per output (8 for a plain box) instead of 4 * NY * NX.
 template <typename acc_t, typename Store>
-BOXPOSE_HD void filter_column(const acc_t* sat, int H, int W, const CornerTable<acc_t>& t, int r, int x,
-                              int y0, int y1, Store& store) {
-  const int stride = sat_stride(W);
+BOXPOSE_HD void filter_column(const acc_t* sat, int pitch, int step, int H, int W, const CornerTable<acc_t>& t,
+                              int r, int x, int y0, int y1, Store& store) {
   if (t.integer) {
     int col[kMaxCorners];
 #pragma unroll
     for (int b = 0; b < kMaxCorners; ++b) {
-      if (b < t.nx) col[b] = clamp_index(x - r + t.tx[b] + static_cast<int>(t.fx[b]), 0, W);
+      if (b < t.nx) col[b] = clamp_index(x - r + t.tx[b] + static_cast<int>(t.fx[b]), 0, W) * step;
     }
     for (int y = y0; y < y1; ++y) {
       acc_t v = acc_t(0);
 #pragma unroll
       for (int a = 0; a < kMaxCorners; ++a) {
         if (a >= t.ny) break;
-        const acc_t* s = sat + clamp_index(y - r + t.ty[a] + static_cast<int>(t.fy[a]), 0, H) * stride;
+        const acc_t* s = sat + clamp_index(y - r + t.ty[a] + static_cast<int>(t.fy[a]), 0, H) * pitch;
 #pragma unroll
         for (int b = 0; b < kMaxCorners; ++b) {
           if (b < t.nx) v += t.coef[a][b] * s[col[b]];
@@ -211,8 +212,8 @@ BOXPOSE_HD void filter_column(const acc_t* sat, int H, int W, const CornerTable<
 #pragma unroll
   for (int b = 0; b < kMaxCorners; ++b) {
     if (b < t.nx) {
-      c0[b] = clamp_index(x - r + t.tx[b], 0, W);
-      c1[b] = clamp_index(x - r + t.tx[b] + 1, 0, W);
+      c0[b] = clamp_index(x - r + t.tx[b], 0, W) * step;
+      c1[b] = clamp_index(x - r + t.tx[b] + 1, 0, W) * step;
     }
   }
   acc_t h[kMaxCorners][2][kMaxCorners];
@@ -221,7 +222,7 @@ BOXPOSE_HD void filter_column(const acc_t* sat, int H, int W, const CornerTable<
     if (a >= t.ny) break;
 #pragma unroll
     for (int p = 0; p < 2; ++p) {
-      const acc_t* s = sat + clamp_index(y0 - r + t.ty[a] + p, 0, H) * stride;
+      const acc_t* s = sat + clamp_index(y0 - r + t.ty[a] + p, 0, H) * pitch;
 #pragma unroll
       for (int b = 0; b < kMaxCorners; ++b) {
         if (b < t.nx) h[a][p][b] = s[c0[b]] + t.fx[b] * (s[c1[b]] - s[c0[b]]);
@@ -233,7 +234,7 @@ BOXPOSE_HD void filter_column(const acc_t* sat, int H, int W, const CornerTable<
 #pragma unroll
       for (int a = 0; a < kMaxCorners; ++a) {
         if (a >= t.ny) break;
-        const acc_t* s = sat + clamp_index(y - r + t.ty[a] + 1, 0, H) * stride;
+        const acc_t* s = sat + clamp_index(y - r + t.ty[a] + 1, 0, H) * pitch;
 #pragma unroll
         for (int b = 0; b < kMaxCorners; ++b) {
           if (b < t.nx) {
@@ -262,15 +263,14 @@ BOXPOSE_HD void filter_column(const acc_t* sat, int H, int W, const CornerTable<
 // output gradient at (y, x). Uses the same rolling SAT reads as filter_column, plus the column
 // differences that give dF/dX.
 template <typename acc_t, typename GradLoad>
-BOXPOSE_HD void corner_grads_column(const acc_t* sat, int H, int W, const CornerTable<acc_t>& t, int r, int x,
-                                    int y0, int y1, GradLoad& grad, acc_t* partials) {
-  const int stride = sat_stride(W);
+BOXPOSE_HD void corner_grads_column(const acc_t* sat, int pitch, int step, int H, int W, const CornerTable<acc_t>& t,
+                                    int r, int x, int y0, int y1, GradLoad& grad, acc_t* partials) {
   int c0[kMaxCorners], c1[kMaxCorners];
 #pragma unroll
   for (int b = 0; b < kMaxCorners; ++b) {
     if (b < t.nx) {
-      c0[b] = clamp_index(x - r + t.tx[b], 0, W);
-      c1[b] = clamp_index(x - r + t.tx[b] + 1, 0, W);
+      c0[b] = clamp_index(x - r + t.tx[b], 0, W) * step;
+      c1[b] = clamp_index(x - r + t.tx[b] + 1, 0, W) * step;
     }
   }
   // h: x-interpolated SAT values; d: x-differences (dF/dX along that row), per (a, p, b).
@@ -281,7 +281,7 @@ BOXPOSE_HD void corner_grads_column(const acc_t* sat, int H, int W, const Corner
     if (a >= t.ny) break;
 #pragma unroll
     for (int p = 0; p < 2; ++p) {
-      const acc_t* s = sat + clamp_index(y0 - r + t.ty[a] + p, 0, H) * stride;
+      const acc_t* s = sat + clamp_index(y0 - r + t.ty[a] + p, 0, H) * pitch;
 #pragma unroll
       for (int b = 0; b < kMaxCorners; ++b) {
         if (b < t.nx) {
@@ -296,7 +296,7 @@ BOXPOSE_HD void corner_grads_column(const acc_t* sat, int H, int W, const Corner
 #pragma unroll
       for (int a = 0; a < kMaxCorners; ++a) {
         if (a >= t.ny) break;
-        const acc_t* s = sat + clamp_index(y - r + t.ty[a] + 1, 0, H) * stride;
+        const acc_t* s = sat + clamp_index(y - r + t.ty[a] + 1, 0, H) * pitch;
 #pragma unroll
         for (int b = 0; b < kMaxCorners; ++b) {
           if (b < t.nx) {
@@ -323,6 +323,157 @@ BOXPOSE_HD void corner_grads_column(const acc_t* sat, int H, int W, const Corner
         }
       }
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channels-last (NHWC) blocks. A block takes a group of G consecutive channels of one image and holds
+// their summed-area tables interleaved, channel innermost (a tile): entry (i, j) of channel cl at
+// tile[(i * sat_stride(W) + j) * G + cl], so pitch = sat_stride(W) * G and step = G for filter_column.
+// Thread tid works on channel cl = tid % G as worker tid / G of the nthreads / G threads of that
+// channel: the threads of a warp cover consecutive channels of a pixel (coalesced global loads and
+// stores, since an NHWC pixel's channels are contiguous) and consecutive tile entries (no shared-memory
+// bank conflicts; the odd sat_stride keeps the rows of different workers on different banks).
+// Threads beyond the last whole group (tid >= workers * G) only join the barriers. A channel past the
+// image's last one (the last group of an image may be partial) is not `valid`: its table is zeros and
+// it writes nothing.
+
+struct GroupThread {
+  int cl;       // channel within the group
+  int worker;   // index among the threads of that channel
+  int workers;  // threads per channel
+  bool active;  // worker < workers
+};
+
+// Requires 1 <= G <= nthreads.
+BOXPOSE_HD GroupThread group_thread(int tid, int nthreads, int G) {
+  GroupThread t;
+  t.workers = nthreads / G;
+  t.cl = tid % G;
+  t.worker = tid / G;
+  t.active = t.worker < t.workers;
+  return t;
+}
+
+// Phase 1: channel cl's table gets a zero first row and column and, at (y + 1, x + 1), the value of
+// pixel (y, x): src[(y * W + x) * pixel_stride], src pointing at the channel's element of pixel (0, 0).
+template <typename scalar_t, typename acc_t>
+BOXPOSE_HD void tile_load_phase(acc_t* tile, const scalar_t* src, int64_t pixel_stride, int H, int W, int G,
+                                const GroupThread& t, bool valid) {
+  if (!t.active) return;
+  const int stride = sat_stride(W);
+  for (int item = t.worker; item < (H + 1) * (W + 1); item += t.workers) {
+    const int i = item / (W + 1);
+    const int j = item - i * (W + 1);
+    acc_t v = acc_t(0);
+    if (valid && i > 0 && j > 0)
+      v = static_cast<acc_t>(src[(static_cast<int64_t>(i - 1) * W + (j - 1)) * pixel_stride]);
+    tile[(static_cast<int64_t>(i) * stride + j) * G + t.cl] = v;
+  }
+}
+
+// Phase 2: prefix sums along each row of channel cl's table (one worker per row).
+template <typename acc_t>
+BOXPOSE_HD void tile_row_scan_phase(acc_t* tile, int H, int W, int G, const GroupThread& t) {
+  if (!t.active) return;
+  const int64_t pitch = static_cast<int64_t>(sat_stride(W)) * G;
+  for (int y = 1 + t.worker; y <= H; y += t.workers) {
+    acc_t* row = tile + y * pitch + t.cl;
+    acc_t run = acc_t(0);
+    for (int x = 1; x <= W; ++x) {
+      run += row[x * G];
+      row[x * G] = run;
+    }
+  }
+}
+
+// Phase 3: prefix sums down each column of channel cl's table (one worker per column).
+template <typename acc_t>
+BOXPOSE_HD void tile_column_scan_phase(acc_t* tile, int H, int W, int G, const GroupThread& t) {
+  if (!t.active) return;
+  const int64_t pitch = static_cast<int64_t>(sat_stride(W)) * G;
+  for (int x = 1 + t.worker; x <= W; x += t.workers) {
+    acc_t* column = tile + x * G + t.cl;
+    acc_t run = acc_t(0);
+    for (int y = 1; y <= H; ++y) {
+      run += column[y * pitch];
+      column[y * pitch] = run;
+    }
+  }
+}
+
+// Accessors of one column x of an NHWC image for filter_column / corner_grads_column: pixel (y, x) of
+// the channel at base[(y * W + x) * pixel_stride].
+template <typename scalar_t, typename acc_t>
+struct PixelStore {
+  scalar_t* base;
+  int64_t pixel_stride;
+  int W;
+  int x;
+  BOXPOSE_HD void operator()(int y, acc_t v) {
+    base[(static_cast<int64_t>(y) * W + x) * pixel_stride] = static_cast<scalar_t>(v);
+  }
+};
+
+template <typename scalar_t, typename acc_t>
+struct PixelLoad {
+  const scalar_t* base;
+  int64_t pixel_stride;
+  int W;
+  int x;
+  BOXPOSE_HD acc_t operator()(int y) const {
+    return static_cast<acc_t>(base[(static_cast<int64_t>(y) * W + x) * pixel_stride]);
+  }
+};
+
+// Accumulator of grad_input when m > 1 (H * W entries per channel, channel innermost: pixel (y, x) of
+// channel cl at acc[(y * W + x) * G + cl]); the first of the m output channels sets, the others add.
+template <typename acc_t>
+struct PixelAccumulate {
+  acc_t* base;  // acc + cl
+  int G;
+  int W;
+  int x;
+  bool accumulate;
+  BOXPOSE_HD void operator()(int y, acc_t v) {
+    acc_t& dst = base[(static_cast<int64_t>(y) * W + x) * G];
+    dst = accumulate ? dst + v : v;
+  }
+};
+
+// Where gradient partial i (see kNumGradPartials) goes: 0 = grad_xs[offset], 1 = grad_ys[offset],
+// 2 = grad_coef[offset] (row-major NY x NX), -1 = nowhere (a corner slot beyond NX or NY).
+BOXPOSE_HD int partial_destination(int i, int nx, int ny, int* offset) {
+  if (i < kMaxCorners) {
+    *offset = i;
+    return i < nx ? 0 : -1;
+  }
+  if (i < 2 * kMaxCorners) {
+    *offset = i - kMaxCorners;
+    return *offset < ny ? 1 : -1;
+  }
+  const int a = (i - 2 * kMaxCorners) / kMaxCorners, b = (i - 2 * kMaxCorners) % kMaxCorners;
+  *offset = a * nx + b;
+  return a < ny && b < nx ? 2 : -1;
+}
+
+// Block reduction of the corner-gradient partials of a group, in two phases. Phase A: every thread
+// (active or not: an inactive one stores zeros) stores its partials at buffer[tid * kNumGradPartials].
+template <typename acc_t>
+BOXPOSE_HD void group_partials_store_phase(acc_t* buffer, const acc_t* partials, int tid) {
+  for (int i = 0; i < kNumGradPartials; ++i) buffer[tid * kNumGradPartials + i] = partials[i];
+}
+
+// Phase B: entry i of channel cl is summed over the channel's workers (in worker order) and handed to
+// add(cl, i, total).
+template <typename acc_t, typename Add>
+BOXPOSE_HD void group_partials_sum_phase(const acc_t* buffer, int G, int tid, int nthreads, Add& add) {
+  const int workers = nthreads / G;
+  for (int e = tid; e < G * kNumGradPartials; e += nthreads) {
+    const int cl = e / kNumGradPartials, i = e - cl * kNumGradPartials;
+    acc_t total = acc_t(0);
+    for (int w = 0; w < workers; ++w) total += buffer[(w * G + cl) * kNumGradPartials + i];
+    add(cl, i, total);
   }
 }
 

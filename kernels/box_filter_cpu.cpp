@@ -1,13 +1,11 @@
-// CPU kernels of the box filter, and a CPU emulation of the CUDA block algorithm.
+// CPU kernels of the box filter.
 //
 // Operators (namespace boxpose_kernels; the public, autograd-aware op is boxpose::box_filter, defined in
 // boxpose/ops/box_conv.py, which calls these):
 //   box_filter_forward(input, xs, ys, coef, max_size, snapped) -> out
 //   box_filter_backward(grad_output, input, xs, ys, coef, max_size, snapped, output_mask)
 //       -> (grad_input, grad_xs, grad_ys, grad_coef); gradients not asked for are zeros
-//   box_filter_forward_emulated / box_filter_backward_emulated(..., threads_per_block): the same
-//       results computed by running the CUDA kernels' phases (box_filter_common.h) thread by thread
-//       on the CPU, so the GPU algorithm's indexing is tested on machines without a GPU.
+// (The CPU emulation of the CUDA kernels, for the tests, is a separate library: box_filter_emulation.cpp.)
 //
 // The fast CPU kernels work row by row so that the inner loops run over contiguous memory and
 // vectorise: for output row y, V_b = sum over SAT rows of their weights (the y-interpolation and the
@@ -32,9 +30,6 @@
 
 namespace boxpose {
 namespace {
-
-template <typename scalar_t>
-using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 // SAT of one H x W plane into `sat` ((H + 1) rows of sat_stride(W)).
 template <typename scalar_t, typename acc_t>
@@ -179,40 +174,6 @@ void corner_grads_row(const acc_t* sat, int64_t pitch, int H, int W, const Corne
   }
 }
 
-template <typename scalar_t, typename coord_t>
-CornerTable<acc_type<scalar_t>> table_for(const at::Tensor& xs, const at::Tensor& ys, const at::Tensor& coef,
-                                           int64_t j, const FilterShape& s, int64_t k, bool snapped,
-                                           bool mirrored) {
-  return make_corner_table<acc_type<scalar_t>>(xs.data_ptr<coord_t>() + j * s.nx, ys.data_ptr<coord_t>() + j * s.ny,
-                                               coef.data_ptr<coord_t>() + j * s.ny * s.nx, s.nx, s.ny,
-                                               static_cast<int>(k), snapped, mirrored);
-}
-
-// Sums the gradient partials (parts x C_out x kNumGradPartials) into the gradient tensors.
-template <typename coord_t>
-void write_corner_grads(const std::vector<double>& partials, int nparts, const FilterShape& s,
-                        const std::array<bool, 4>& mask, at::Tensor& grad_xs, at::Tensor& grad_ys,
-                        at::Tensor& grad_coef) {
-  coord_t* gx = grad_xs.data_ptr<coord_t>();
-  coord_t* gy = grad_ys.data_ptr<coord_t>();
-  coord_t* gc = grad_coef.data_ptr<coord_t>();
-  for (int64_t j = 0; j < s.C_out; ++j) {
-    double total[kNumGradPartials] = {};
-    for (int part = 0; part < nparts; ++part) {
-      const double* p = partials.data() + (static_cast<int64_t>(part) * s.C_out + j) * kNumGradPartials;
-      for (int i = 0; i < kNumGradPartials; ++i) total[i] += p[i];
-    }
-    if (mask[1])
-      for (int b = 0; b < s.nx; ++b) gx[j * s.nx + b] = static_cast<coord_t>(total[b]);
-    if (mask[2])
-      for (int a = 0; a < s.ny; ++a) gy[j * s.ny + a] = static_cast<coord_t>(total[kMaxCorners + a]);
-    if (mask[3])
-      for (int a = 0; a < s.ny; ++a)
-        for (int b = 0; b < s.nx; ++b)
-          gc[(j * s.ny + a) * s.nx + b] = static_cast<coord_t>(total[2 * kMaxCorners + a * kMaxCorners + b]);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Channels-last (NHWC) kernels. A channels-last input is filtered in place, with no conversion of the
 // tensor to NCHW and back: each task takes one image n and a block of channels, builds the summed-area
@@ -321,10 +282,6 @@ template <typename scalar_t, typename acc_t>
 void load_rows_nhwc(const scalar_t* src, int W, int64_t channels, int64_t C, acc_t* rows) {
   for (int x = 0; x < W; ++x) __builtin_prefetch(src + (static_cast<int64_t>(W) + x) * C);  // the next row
   transpose(src, C, rows, W, W, channels);
-}
-
-bool is_channels_last(const at::Tensor& t) {
-  return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 at::Tensor forward_cpu_nhwc(const at::Tensor& input, const at::Tensor& xs, const at::Tensor& ys,
@@ -550,153 +507,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
   return {grad_input, grad_xs, grad_ys, grad_coef};
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Emulation of the CUDA kernels (box_filter_cuda.cu): one "block" per (n, c) plane, the phases of
-// box_filter_common.h run for every thread id in turn, in the order the CUDA kernel runs them between
-// its barriers. Slow; for tests only.
-
-template <typename scalar_t>
-struct StorePlane {
-  scalar_t* plane;
-  int W;
-  int x;
-  bool accumulate;
-  void operator()(int y, acc_type<scalar_t> v) {
-    scalar_t& dst = plane[y * W + x];
-    dst = accumulate ? static_cast<scalar_t>(static_cast<acc_type<scalar_t>>(dst) + v) : static_cast<scalar_t>(v);
-  }
-};
-
-template <typename acc_t>
-struct StoreAcc {
-  acc_t* plane;
-  int W;
-  int x;
-  bool accumulate;
-  void operator()(int y, acc_t v) {
-    acc_t& dst = plane[y * W + x];
-    dst = accumulate ? dst + v : v;
-  }
-};
-
-template <typename scalar_t>
-struct LoadGrad {
-  const scalar_t* plane;
-  int W;
-  int x;
-  acc_type<scalar_t> operator()(int y) const { return static_cast<acc_type<scalar_t>>(plane[y * W + x]); }
-};
-
-template <typename scalar_t, typename acc_t>
-void emulate_sat(acc_t* smem, const scalar_t* plane, int H, int W, int nthreads) {
-  for (int tid = 0; tid < nthreads; ++tid) sat_load_phase(smem, plane, H, W, tid, nthreads);
-  for (int tid = 0; tid < nthreads; ++tid) sat_row_scan_phase(smem, H, W, tid, nthreads);
-  for (int tid = 0; tid < nthreads; ++tid) sat_column_scan_phase(smem, H, W, tid, nthreads);
-}
-
-at::Tensor forward_emulated(const at::Tensor& input_, const at::Tensor& xs_, const at::Tensor& ys_,
-                            const at::Tensor& coef_, int64_t k, bool snapped, int64_t threads_per_block) {
-  const FilterShape s = check_filter_args(input_, xs_, ys_, coef_, k);
-  TORCH_CHECK(threads_per_block >= 1, "threads_per_block must be positive");
-  const at::Tensor input = input_.contiguous();
-  const at::Tensor xs = xs_.contiguous(), ys = ys_.contiguous(), coef = coef_.contiguous();
-  at::Tensor out = at::empty({s.N, s.C_out, s.H, s.W}, input.options());
-  const int H = static_cast<int>(s.H), W = static_cast<int>(s.W), r = static_cast<int>((k - 1) / 2);
-  const int nthreads = static_cast<int>(threads_per_block);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "box_filter_forward_emulated", [&] {
-    using acc_t = acc_type<scalar_t>;
-    using coord_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    std::vector<acc_t> smem(static_cast<size_t>(H + 1) * sat_stride(W));
-    const ColumnChunks chunks = column_chunks(H, W, nthreads);
-    for (int64_t plane = 0; plane < s.N * s.C; ++plane) {
-      const int64_t n = plane / s.C, c = plane % s.C;
-      emulate_sat(smem.data(), input.data_ptr<scalar_t>() + plane * H * W, H, W, nthreads);
-      for (int64_t jj = 0; jj < s.m; ++jj) {
-        const int64_t j = c * s.m + jj;
-        const auto table = table_for<scalar_t, coord_t>(xs, ys, coef, j, s, k, snapped, false);
-        scalar_t* out_plane = out.data_ptr<scalar_t>() + (n * s.C_out + j) * H * W;
-        for (int tid = 0; tid < nthreads; ++tid) {
-          for (int item = tid; item < W * chunks.chunks; item += nthreads) {
-            const int x = item % W, chunk = item / W;
-            const int y0 = chunk * chunks.rows, y1 = std::min(H, y0 + chunks.rows);
-            StorePlane<scalar_t> store{out_plane, W, x, false};
-            filter_column(smem.data(), H, W, table, r, x, y0, y1, store);
-          }
-        }
-      }
-    }
-  });
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_emulated(
-    const at::Tensor& grad_output_, const at::Tensor& input_, const at::Tensor& xs_, const at::Tensor& ys_,
-    const at::Tensor& coef_, int64_t k, bool snapped, std::array<bool, 4> mask, int64_t threads_per_block) {
-  const FilterShape s = check_filter_args(input_, xs_, ys_, coef_, k);
-  TORCH_CHECK(threads_per_block >= 1, "threads_per_block must be positive");
-  const at::Tensor input = input_.contiguous();
-  const at::Tensor grad_output = grad_output_.to(input.scalar_type()).contiguous();
-  const at::Tensor xs = xs_.contiguous(), ys = ys_.contiguous(), coef = coef_.contiguous();
-  at::Tensor grad_input = at::zeros_like(input);
-  at::Tensor grad_xs = at::zeros_like(xs), grad_ys = at::zeros_like(ys), grad_coef = at::zeros_like(coef);
-  const bool want_input = mask[0];
-  const bool want_corners = mask[1] || mask[2] || mask[3];
-  const int H = static_cast<int>(s.H), W = static_cast<int>(s.W), r = static_cast<int>((k - 1) / 2);
-  const int nthreads = static_cast<int>(threads_per_block);
-  // Per-thread partials, summed per block as the CUDA block reduction does.
-  std::vector<double> partials(static_cast<size_t>(s.C_out) * kNumGradPartials, 0.0);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "box_filter_backward_emulated", [&] {
-    using acc_t = acc_type<scalar_t>;
-    using coord_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    const size_t sat_size = static_cast<size_t>(H + 1) * sat_stride(W);
-    std::vector<acc_t> sat_input(sat_size), sat_grad(sat_size), acc_plane(static_cast<size_t>(H) * W);
-    std::vector<acc_t> thread_partials(static_cast<size_t>(nthreads) * kNumGradPartials);
-    const ColumnChunks chunks = column_chunks(H, W, nthreads);
-    for (int64_t plane = 0; plane < s.N * s.C; ++plane) {
-      const int64_t n = plane / s.C, c = plane % s.C;
-      if (want_corners) emulate_sat(sat_input.data(), input.data_ptr<scalar_t>() + plane * H * W, H, W, nthreads);
-      for (int64_t jj = 0; jj < s.m; ++jj) {
-        const int64_t j = c * s.m + jj;
-        const scalar_t* g_plane = grad_output.data_ptr<scalar_t>() + (n * s.C_out + j) * H * W;
-        if (want_input) {
-          emulate_sat(sat_grad.data(), g_plane, H, W, nthreads);
-          const auto mirrored = table_for<scalar_t, coord_t>(xs, ys, coef, j, s, k, snapped, true);
-          for (int tid = 0; tid < nthreads; ++tid) {
-            for (int item = tid; item < W * chunks.chunks; item += nthreads) {
-              const int x = item % W, chunk = item / W;
-              const int y0 = chunk * chunks.rows, y1 = std::min(H, y0 + chunks.rows);
-              StoreAcc<acc_t> store{acc_plane.data(), W, x, jj > 0};
-              filter_column(sat_grad.data(), H, W, mirrored, r, x, y0, y1, store);
-            }
-          }
-        }
-        if (want_corners) {
-          const auto table = table_for<scalar_t, coord_t>(xs, ys, coef, j, s, k, snapped, false);
-          std::fill(thread_partials.begin(), thread_partials.end(), acc_t(0));
-          for (int tid = 0; tid < nthreads; ++tid) {
-            for (int item = tid; item < W * chunks.chunks; item += nthreads) {
-              const int x = item % W, chunk = item / W;
-              const int y0 = chunk * chunks.rows, y1 = std::min(H, y0 + chunks.rows);
-              LoadGrad<scalar_t> grad{g_plane, W, x};
-              corner_grads_column(sat_input.data(), H, W, table, r, x, y0, y1, grad,
-                                  thread_partials.data() + tid * kNumGradPartials);
-            }
-          }
-          for (int tid = 0; tid < nthreads; ++tid)
-            for (int i = 0; i < kNumGradPartials; ++i)
-              partials[j * kNumGradPartials + i] += thread_partials[tid * kNumGradPartials + i];
-        }
-      }
-      if (want_input) {
-        scalar_t* dst = grad_input.data_ptr<scalar_t>() + plane * H * W;
-        for (int64_t i = 0; i < static_cast<int64_t>(H) * W; ++i) dst[i] = static_cast<scalar_t>(acc_plane[i]);
-      }
-    }
-    if (want_corners) write_corner_grads<coord_t>(partials, 1, s, mask, grad_xs, grad_ys, grad_coef);
-  });
-  return {grad_input, grad_xs, grad_ys, grad_coef};
-}
-
 }  // namespace
 }  // namespace boxpose
 
@@ -705,17 +515,9 @@ TORCH_LIBRARY(boxpose_kernels, m) {
   m.def(
       "box_filter_backward(Tensor grad_output, Tensor input, Tensor xs, Tensor ys, Tensor coef, int max_size, "
       "bool snapped, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def(
-      "box_filter_forward_emulated(Tensor input, Tensor xs, Tensor ys, Tensor coef, int max_size, bool snapped, "
-      "int threads_per_block) -> Tensor");
-  m.def(
-      "box_filter_backward_emulated(Tensor grad_output, Tensor input, Tensor xs, Tensor ys, Tensor coef, "
-      "int max_size, bool snapped, bool[4] output_mask, int threads_per_block) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(boxpose_kernels, CPU, m) {
   m.impl("box_filter_forward", &boxpose::forward_cpu);
   m.impl("box_filter_backward", &boxpose::backward_cpu);
-  m.impl("box_filter_forward_emulated", &boxpose::forward_emulated);
-  m.impl("box_filter_backward_emulated", &boxpose::backward_emulated);
 }

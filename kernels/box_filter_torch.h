@@ -1,9 +1,12 @@
-// Host-side helpers shared by the CPU and CUDA operator registrations: argument checks and shapes.
+// Host-side helpers shared by the CPU, CUDA and emulation libraries: argument checks, shapes, corner
+// tables and the reduction of gradient partials.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <array>
+#include <type_traits>
+#include <vector>
 
 #include "box_filter_common.h"
 
@@ -47,6 +50,51 @@ inline FilterShape check_filter_args(const at::Tensor& input, const at::Tensor& 
   TORCH_CHECK((s.H + 1) * (s.W + 2) < (int64_t(1) << 31), "box_filter: planes of ", s.H, "x", s.W,
               " are too large");
   return s;
+}
+
+// Accumulation type: float for float, half and bfloat16, double for double.
+template <typename scalar_t>
+using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+// Corner table of output channel j (mirrored: the adjoint filter, for grad_input).
+template <typename scalar_t, typename coord_t>
+CornerTable<acc_type<scalar_t>> table_for(const at::Tensor& xs, const at::Tensor& ys, const at::Tensor& coef,
+                                           int64_t j, const FilterShape& s, int64_t k, bool snapped,
+                                           bool mirrored) {
+  return make_corner_table<acc_type<scalar_t>>(xs.data_ptr<coord_t>() + j * s.nx, ys.data_ptr<coord_t>() + j * s.ny,
+                                               coef.data_ptr<coord_t>() + j * s.ny * s.nx, s.nx, s.ny,
+                                               static_cast<int>(k), snapped, mirrored);
+}
+
+// Sums the gradient partials (parts x C_out x kNumGradPartials) into the gradient tensors.
+template <typename coord_t>
+void write_corner_grads(const std::vector<double>& partials, int nparts, const FilterShape& s,
+                        const std::array<bool, 4>& mask, at::Tensor& grad_xs, at::Tensor& grad_ys,
+                        at::Tensor& grad_coef) {
+  coord_t* gx = grad_xs.data_ptr<coord_t>();
+  coord_t* gy = grad_ys.data_ptr<coord_t>();
+  coord_t* gc = grad_coef.data_ptr<coord_t>();
+  for (int64_t j = 0; j < s.C_out; ++j) {
+    double total[kNumGradPartials] = {};
+    for (int part = 0; part < nparts; ++part) {
+      const double* p = partials.data() + (static_cast<int64_t>(part) * s.C_out + j) * kNumGradPartials;
+      for (int i = 0; i < kNumGradPartials; ++i) total[i] += p[i];
+    }
+    if (mask[1])
+      for (int b = 0; b < s.nx; ++b) gx[j * s.nx + b] = static_cast<coord_t>(total[b]);
+    if (mask[2])
+      for (int a = 0; a < s.ny; ++a) gy[j * s.ny + a] = static_cast<coord_t>(total[kMaxCorners + a]);
+    if (mask[3])
+      for (int a = 0; a < s.ny; ++a)
+        for (int b = 0; b < s.nx; ++b)
+          gc[(j * s.ny + a) * s.nx + b] = static_cast<coord_t>(total[2 * kMaxCorners + a * kMaxCorners + b]);
+  }
+}
+
+// A channels-last tensor that is not also contiguous (the NHWC kernels take it; one that is both, as
+// with C == 1 or H == W == 1, has the same memory in either layout and takes the NCHW kernels).
+inline bool is_channels_last(const at::Tensor& t) {
+  return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 }  // namespace boxpose

@@ -99,6 +99,7 @@ class Profile:
     oracle_size: str  # full | tiny
     op_bench_args: str  # bench_op.py's arguments at the target shape
     op_bench_network_args: str  # at all the network's shapes ("": not run)
+    op_bench_layout_args: str  # bench_op.py --versus-clone: NCHW and NHWC fwd vs x.clone() ("": not run)
     eval_batch: int
     bench_models: tuple[str, ...]
     bench_models_args: str  # bench_models.py's arguments besides --models
@@ -131,6 +132,7 @@ FULL = Profile(
     oracle_size="full",
     op_bench_args="--preset target --device cuda --dtypes fp32 bf16 --repeats 30",
     op_bench_network_args="--preset network --device cuda --dtypes fp32 bf16 --repeats 20",
+    op_bench_layout_args="--versus-clone --preset target --device cuda --repeats 20",
     bench_models=("boxnet", "boxnet_3x3", "boxnet_dilated", "simple_baseline_r50"),
     bench_models_args="--only cuda --formats channels_last --num-joints 16 --cuda-warmup 5 --cuda-iters 20",
     compile_models=("boxnet",),
@@ -161,6 +163,7 @@ QUICK = Profile(
     oracle_size="tiny",
     op_bench_args="--preset target --device cuda --dtypes fp32 bf16 --repeats 20",
     op_bench_network_args="",
+    op_bench_layout_args="--versus-clone --preset target --device cuda --repeats 10",
     bench_models=("boxnet", "simple_baseline_r50"),
     bench_models_args="--only cuda --formats channels_last --num-joints 16 --cuda-warmup 3 --cuda-iters 10",
     compile_models=(),
@@ -191,6 +194,7 @@ DRY = Profile(
     oracle_size="tiny",
     op_bench_args="--preset quick --device cpu --dtypes fp32 --min-run-time 0.02",
     op_bench_network_args="",
+    op_bench_layout_args="--versus-clone --preset quick --device cpu --repeats 1",
     bench_models=("boxnet_tiny",),
     bench_models_args=(
         "--only training inference --formats nchw --num-joints 16 --rounds 1 --warmup 0 --threads 1"
@@ -526,8 +530,9 @@ def _op_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def step_op_bench(check: Check) -> StepResult:
-    """bench_op.py at the target shape; then, in the full run, at all the network's shapes with the
-    step's remaining time (running out of it there costs those figures, not the step)."""
+    """bench_op.py at the target shape; then the forward in NCHW and channels-last against x.clone(); then,
+    in the full run, at all the network's shapes with the step's remaining time (running out of it in the
+    later runs costs their figures, not the step)."""
     if check.kernels_failed:
         return StepResult(skipped="the kernels did not build", summary="skipped: the kernels did not build")
     figures: dict[str, Any] = {}
@@ -539,6 +544,12 @@ def step_op_bench(check: Check) -> StepResult:
         return StepResult(checks={"ran": False}, summary=f"{state} (see {result.log})")
     report = last_json(result.stdout)
     figures["target"] = report
+    if check.profile.op_bench_layout_args:  # the NCHW and the channels-last (NHWC) kernels
+        cmd = [check.python, "scripts/bench_op.py", *check.profile.op_bench_layout_args.split()]
+        layouts = check.run("op_bench_layouts", cmd)
+        figures["layouts"] = (
+            last_json(layouts.stdout) if layouts.ok() else "timed out" if layouts.timed_out else "failed"
+        )
     if check.profile.op_bench_network_args:
         cmd = [check.python, "scripts/bench_op.py", *check.profile.op_bench_network_args.split()]
         network = check.run("op_bench_network", cmd)
@@ -560,6 +571,12 @@ def step_op_bench(check: Check) -> StepResult:
     summary = (f"copy {copy} GB/s; " if copy else "") + "; ".join(parts)
     if isinstance(figures.get("network"), str):
         summary += f"; network shapes {figures['network']}"
+    if isinstance(figures.get("layouts"), dict):
+        summary += "; fwd / x.clone(): " + ", ".join(
+            f"{r['layout']} {r['box_over_clone']}x" for r in figures["layouts"]["versus_clone"]
+        )
+    elif "layouts" in figures:
+        summary += f"; layouts {figures['layouts']}"
     return StepResult(figures=figures, checks={"ran": True}, targets=targets, summary=summary)
 
 
@@ -896,7 +913,7 @@ def internal_environment() -> dict[str, Any]:
 
     import torch
 
-    from boxpose.ops import _build
+    from boxpose.ops import kernels
 
     def version(distribution: str) -> str | None:
         try:
@@ -913,7 +930,7 @@ def internal_environment() -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "cuda_available": torch.cuda.is_available(),
         "gpus": [],
-        "kernel_cache": str(_build.cache_dir()),
+        "kernel_cache": str(kernels.cache_dir()),
     }
     for distribution in (
         "torchvision",
@@ -939,7 +956,7 @@ def internal_environment() -> dict[str, Any]:
                 }
             )
     info["driver"] = _first_line(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
-    cuda_home = _build._cuda_home()
+    cuda_home = kernels.cuda_home()
     nvcc = str(Path(cuda_home, "bin", "nvcc")) if cuda_home else shutil.which("nvcc")
     version = _first_line([nvcc, "--version"], last=True) if nvcc else None
     info["nvcc"] = (

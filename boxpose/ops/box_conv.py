@@ -33,12 +33,14 @@ kernel w[j, iy, ix] = ov_y(iy) * ov_x(ix), ov(i) = max(0, min(hi, i+1) - max(lo,
   (towards larger a) is returned, at a = k the left one; at lo == hi the box can grow from either edge.
 - dtypes: float32, float64, float16, bfloat16 input. Boxes are float32 (float64 for float64 input);
   half-precision inputs accumulate in float32 and the SAT is never held in half precision.
-- Non-contiguous and channels-last inputs work; a channels-last input gives a channels-last output.
+- Non-contiguous and channels-last inputs work; a channels-last input gives a channels-last output. The
+  CPU and CUDA kernels filter a channels-last input in NHWC, forward and backward (no conversion to
+  NCHW and back); other inputs are made contiguous (NCHW).
 
 Implementations (``BOXPOSE_OP_IMPL``, or :func:`set_impl` / :func:`use_impl`)
 -------------------------------------------------------------------------------
 ``auto`` (default): compiled CPU or CUDA kernels for CPU/CUDA tensors (built on first use, see
-:mod:`boxpose.ops._build`), falling back with a warning to the reference path if they cannot be
+:mod:`boxpose.ops.kernels`), falling back with a warning to the reference path if they cannot be
 built; ``cpu`` / ``cuda``: the compiled kernel, or an error; ``reference``: the pure-PyTorch path
 (exports to ONNX and TorchScript; also used automatically while tracing or exporting).
 
@@ -59,7 +61,7 @@ from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 from torch.utils.flop_counter import register_flop_formula
 
-from boxpose.ops import _build, reference
+from boxpose.ops import kernels, reference
 
 IMPLEMENTATIONS = ("auto", "cuda", "cpu", "reference")
 
@@ -116,8 +118,8 @@ def _compiled_ops(device: torch.device):
         raise RuntimeError(f"BOXPOSE_OP_IMPL={impl}, but the tensors are on {device.type}")
     cuda = device.type == "cuda"
     try:
-        _build.load(cuda=cuda)
-    except _build.KernelBuildError as exc:
+        kernels.load(cuda=cuda)
+    except kernels.KernelBuildError as exc:
         if impl != "auto":
             raise
         if device.type not in _warned_fallback:

@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-from boxpose.ops import _build
+from boxpose.ops import kernels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,13 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     for cuda in ([] if args.no_cpu else [False]) + ([True] if args.cuda else []):
         key = "cuda" if cuda else "cpu"
         try:
-            _build.load(cuda=cuda, verbose=args.verbose)
+            kernels.load(cuda=cuda, verbose=args.verbose)
             report[key] = "ok"
-        except _build.KernelBuildError as exc:
+        except kernels.KernelBuildError as exc:
             print(exc, file=sys.stderr)
             report[key] = "failed"
             status = 1
-    report["cache"] = str(_build.cache_dir())
+    report["cache"] = str(kernels.cache_dir())
     report["seconds"] = round(time.time() - start, 1)
     print(json.dumps(report))
     return status

@@ -7,17 +7,17 @@ import warnings
 import pytest
 import torch
 
+from boxpose.ops import box_conv as box_conv_module
 from boxpose.ops import (
-    _build,
     box_conv2d,
     box_conv2d_split,
     box_corners,
     box_filter,
+    kernels,
     set_impl,
     split_coefficients,
     use_impl,
 )
-from boxpose.ops import box_conv as box_conv_module
 from tests.ops.dense_oracle import dense_box_conv, dense_split_conv, random_boxes
 
 IMPLS = ["cpu", "reference"]
@@ -223,7 +223,6 @@ def test_cpu_kernel_and_reference_agree_on_random_inputs():
         boxes = (torch.rand(c * m, 4, generator=gen) * 2.4 - 1.2).float()
         with use_impl("cpu"):
             a = box_conv2d(x, boxes, k)
-        assert _build.is_loaded(cuda=False)
         with use_impl("reference"):
             b = box_conv2d(x, boxes, k)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
@@ -315,9 +314,9 @@ def test_forced_cuda_implementation_on_cpu_tensors_is_an_error():
 
 def test_failed_build_falls_back_to_reference_with_a_warning(monkeypatch):
     def failing_load(cuda, verbose=False):
-        raise _build.KernelBuildError("could not build the CPU box-filter kernels (simulated)")
+        raise kernels.KernelBuildError("could not build the CPU box-filter kernels (simulated)")
 
-    monkeypatch.setattr(_build, "load", failing_load)
+    monkeypatch.setattr(kernels, "load", failing_load)
     monkeypatch.setattr(box_conv_module, "_warned_fallback", set())
     x, boxes = torch.randn(1, 2, 6, 6, dtype=torch.float64), random_boxes(2, 5)
     with use_impl("auto"), warnings.catch_warnings(record=True) as caught:
@@ -325,14 +324,24 @@ def test_failed_build_falls_back_to_reference_with_a_warning(monkeypatch):
         out = box_conv2d(x, boxes, 5)
     assert any("simulated" in str(w.message) and "reference path" in str(w.message) for w in caught)
     torch.testing.assert_close(out, dense_box_conv(x, boxes, 5))
-    with use_impl("cpu"), pytest.raises(_build.KernelBuildError, match="simulated"):
+    with use_impl("cpu"), pytest.raises(kernels.KernelBuildError, match="simulated"):
         box_conv2d(x, boxes, 5)
 
 
 def test_build_error_message_says_how_to_fall_back(tmp_path, monkeypatch):
-    monkeypatch.setattr(_build, "kernel_source_dir", lambda: tmp_path)
-    with pytest.raises(_build.KernelBuildError, match="BOXPOSE_OP_IMPL=reference"):
-        _build._build("boxpose_kernels_missing_sources", cuda=False)
+    monkeypatch.setattr(kernels, "source_dir", lambda: tmp_path)  # an empty folder: no sources
+    monkeypatch.setattr(kernels, "_loaded", set())
+    monkeypatch.setattr(kernels, "_errors", {})
+    with pytest.raises(kernels.KernelBuildError, match=r"sources missing.*BOXPOSE_OP_IMPL=reference"):
+        kernels.load(cuda=False)
+
+
+def test_production_cpu_library_holds_no_emulation():
+    """The CPU emulation of the CUDA kernels lives in its own library, which only the tests load."""
+    kernels.load(cuda=False)
+    assert hasattr(torch.ops.boxpose_kernels, "box_filter_forward")
+    assert not hasattr(torch.ops.boxpose_kernels, "box_filter_forward_emulated")
+    assert not hasattr(torch.ops.boxpose_kernels, "box_filter_backward_emulated")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -411,7 +420,6 @@ def test_generic_box_filter_matches_reference():
     # Forced: "auto" would fall back to the reference if the build failed and compare it with itself.
     with use_impl("cpu"):
         out = box_filter(x, xs, ys, coef, 5)
-    assert _build.is_loaded(cuda=False)
     torch.testing.assert_close(out, ref)
 
 
@@ -425,7 +433,6 @@ def test_compiled_comparisons_run_the_compiled_kernel(monkeypatch):
     monkeypatch.setattr(box_conv_module.reference, "box_filter_reference", no_reference)
     with use_impl("cpu"):
         out = box_conv2d(x, boxes, 5)
-    assert _build.is_loaded(cuda=False)
     torch.testing.assert_close(out, dense_box_conv(x, boxes, 5))
 
 

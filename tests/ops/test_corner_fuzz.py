@@ -107,23 +107,28 @@ def _check_raw_ops(x, g, xs, ys, coef, snapped: bool, label: str) -> None:
     xs_c, ys_c = clamp_corners(xs, K), clamp_corners(ys, K)
     expected = [box_filter_reference(x, xs_c, ys_c, coef, K, snapped)]
     expected += list(box_filter_backward_reference(g, x, xs_c, ys_c, coef, K, snapped, mask))
-    kernels = torch.ops.boxpose_kernels
+    cpu = torch.ops.boxpose_kernels
     names = ["output", "grad input", "grad xs", "grad ys", "grad coef"]
-    got = [kernels.box_filter_forward(x, xs, ys, coef, K, snapped)]
-    got += list(kernels.box_filter_backward(g, x, xs, ys, coef, K, snapped, mask))
+    got = [cpu.box_filter_forward(x, xs, ys, coef, K, snapped)]
+    got += list(cpu.box_filter_backward(g, x, xs, ys, coef, K, snapped, mask))
     _assert_close(got, expected, names, f"{label} compiled kernel")
-    got = [kernels.box_filter_forward_emulated(x, xs, ys, coef, K, snapped, 32)]
-    got += list(kernels.box_filter_backward_emulated(g, x, xs, ys, coef, K, snapped, mask, 32))
+    emulation = torch.ops.boxpose_kernels_emulation
+    got = [emulation.box_filter_forward_emulated(x, xs, ys, coef, K, snapped, 32)]
+    got += list(emulation.box_filter_backward_emulated(g, x, xs, ys, coef, K, snapped, mask, 32))
     _assert_close(got, expected, names, f"{label} emulated CUDA kernel")
+    got = [emulation.box_filter_forward_nhwc_emulated(x, xs, ys, coef, K, snapped, 32, 3)]
+    got += list(emulation.box_filter_backward_nhwc_emulated(g, x, xs, ys, coef, K, snapped, mask, 32, 3))
+    _assert_close(got, expected, names, f"{label} emulated channels-last CUDA kernel")
 
 
 def run_all_cases() -> int:
     """Every case; raises AssertionError on the first wrong result. Returns the number of cases."""
-    from boxpose.ops import _build, box_conv2d, box_conv2d_split, box_corners, box_filter, split_coefficients
+    from boxpose.ops import box_conv2d, box_conv2d_split, box_corners, box_filter, kernels, split_coefficients
     from tests.ops.dense_oracle import dense_box_conv, random_boxes
     from tests.ops.test_properties import _ordered_or_empty
 
-    _build.load(cuda=False)
+    kernels.load(cuda=False)
+    kernels.load_emulation()
     gen = torch.Generator().manual_seed(13)
     cases = 0
     c_out, m = 4, 2

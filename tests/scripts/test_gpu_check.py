@@ -42,6 +42,11 @@ def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert all(d["box_grad_max_abs"] > 0 for d in op_tests["determinism"])  # real gradients compared
 
     assert steps["op_bench"]["figures"]["target"]["summary"][0]["device"] == "cpu"
+    layouts = steps["op_bench"]["figures"]["layouts"]["versus_clone"]
+    assert [r["layout"] for r in layouts] == ["nchw", "nhwc"] and all(
+        r["box_over_clone"] > 0 for r in layouts
+    )
+    assert "nhwc" in steps["op_bench"]["summary"]
     bench = steps["model_bench"]["figures"]["eager"][0]
     assert (
         bench["model"] == "boxnet_tiny" and bench["images_per_s"] > 0 and bench["inference_images_per_s"] > 0

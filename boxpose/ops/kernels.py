@@ -1,14 +1,19 @@
-"""Compiling the box-filter kernels on first use, and loading them.
+"""The compiled box-filter kernels: compiled on first use, cached, loaded.
 
 The C++ (CPU) and CUDA sources in ``kernels/`` (installed as ``boxpose._kernels``) are compiled with
 ``torch.utils.cpp_extension.load`` the first time a CPU or CUDA tensor reaches the op, and cached in
 ``$BOXPOSE_KERNEL_CACHE`` (default ``~/.cache/boxpose/kernels/<torch version>``); later runs load the
-cached library in well under a second. Two independent libraries are built:
+cached library in well under a second. A library is rebuilt when its sources, the headers or the
+compiler flags change (torch hashes them; ninja follows the included headers). Three independent
+libraries, each with its own ``torch.ops`` namespace:
 
-- ``boxpose_kernels`` (C++, g++ and OpenMP): the CPU kernels, plus a CPU emulation of the CUDA block
-  algorithm used by the tests.
-- ``boxpose_kernels_cuda`` (nvcc): the CUDA kernels; built only when a CUDA tensor is used, or by
-  ``python -m boxpose.ops.build --cuda`` (which CI runs to compile the CUDA sources without a GPU).
+- ``boxpose_kernels`` (C++, g++ and OpenMP; :func:`load` with ``cuda=False``): the CPU kernels.
+- ``boxpose_kernels_cuda`` (nvcc; :func:`load` with ``cuda=True``): the CUDA kernels; built when a
+  CUDA tensor is first used, or by ``python -m boxpose.ops.build --cuda`` (which CI runs to compile
+  the CUDA sources without a GPU).
+- ``boxpose_kernels_emulation`` (C++; :func:`load_emulation`): the CUDA kernels' block algorithms run
+  thread by thread on the CPU, so the tests check the GPU indexing on machines without a GPU. Only the
+  tests load it; it is not part of the production libraries.
 
 If a build fails, :class:`KernelBuildError` says why and how to fall back to the pure-PyTorch path
 (``BOXPOSE_OP_IMPL=reference``).
@@ -21,14 +26,34 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-CPU_LIBRARY = "boxpose_kernels"
-CUDA_LIBRARY = "boxpose_kernels_cuda"
-CPU_SOURCES = ("box_filter_cpu.cpp",)
-CUDA_SOURCES = ("box_filter_cuda.cu",)
+
+@dataclass(frozen=True)
+class Library:
+    """One compiled library: its name (also its ``torch.ops`` namespace) and its sources in ``kernels/``."""
+
+    name: str
+    sources: tuple[str, ...]
+    cuda: bool
+    description: str
+
+
+CPU_LIBRARY = Library(
+    "boxpose_kernels", ("box_filter_cpu.cpp",), cuda=False, description="CPU box-filter kernels"
+)
+CUDA_LIBRARY = Library(
+    "boxpose_kernels_cuda", ("box_filter_cuda.cu",), cuda=True, description="CUDA box-filter kernels"
+)
+EMULATION_LIBRARY = Library(
+    "boxpose_kernels_emulation",
+    ("box_filter_emulation.cpp",),
+    cuda=False,
+    description="CPU emulation of the CUDA box-filter kernels (tests only)",
+)
 HEADERS = ("box_filter_common.h", "box_filter_torch.h")
 
 _FALLBACK_HINT = (
@@ -42,11 +67,11 @@ class KernelBuildError(RuntimeError):
 
 
 _lock = threading.Lock()
-_loaded: dict[str, bool] = {}
+_loaded: set[str] = set()
 _errors: dict[str, KernelBuildError] = {}
 
 
-def kernel_source_dir() -> Path:
+def source_dir() -> Path:
     """Folder holding the kernel sources (``kernels/`` in a checkout, ``boxpose/_kernels`` when installed)."""
     return Path(str(importlib.resources.files("boxpose._kernels")))
 
@@ -58,7 +83,7 @@ def cache_dir() -> Path:
     return Path(root) / tag
 
 
-def _cuda_home() -> str | None:
+def cuda_home() -> str | None:
     """The CUDA toolkit root: $CUDA_HOME / $CUDA_PATH, else /usr/local/cuda, else None (torch guesses)."""
     for candidate in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
         if candidate and Path(candidate, "bin", "nvcc").exists() and Path(candidate, "include").is_dir():
@@ -86,51 +111,55 @@ def _cpu_flags() -> list[str]:
     return flags
 
 
-def _needs_build(build_dir: Path, name: str, sources: list[Path]) -> bool:
-    libraries = sorted(build_dir.glob(f"{name}*.so"))
-    if not libraries:
+def _is_stale(build_dir: Path, library: Library, inputs: list[Path]) -> bool:
+    """True if no compiled copy exists or a source or header is newer (only to announce the compilation:
+    ``cpp_extension.load`` decides what to rebuild)."""
+    compiled = sorted(build_dir.glob(f"{library.name}*.so"))
+    if not compiled:
         return True
-    newest_source = max(p.stat().st_mtime for p in sources)
-    return max(p.stat().st_mtime for p in libraries) < newest_source
+    return max(p.stat().st_mtime for p in compiled) < max(p.stat().st_mtime for p in inputs)
 
 
-def _build(name: str, cuda: bool, verbose: bool = False) -> None:
-    home = _cuda_home()
+def _compile_and_load(library: Library, verbose: bool) -> None:
+    """Compile ``library`` into the cache if needed and load it into torch.ops; raises KernelBuildError."""
+    home = cuda_home()
     if home is not None:
         # Before importing cpp_extension, which otherwise guesses (and warns) from the nvcc on the PATH.
         os.environ.setdefault("CUDA_HOME", home)
     from torch.utils import cpp_extension
 
-    src_dir = kernel_source_dir()
-    sources = [src_dir / s for s in (CUDA_SOURCES if cuda else CPU_SOURCES)]
+    src_dir = source_dir()
+    sources = [src_dir / s for s in library.sources]
     headers = [src_dir / h for h in HEADERS]
     missing = [str(p) for p in sources + headers if not p.exists()]
     if missing:
         raise KernelBuildError(f"kernel sources missing: {missing}. Reinstall boxpose. {_FALLBACK_HINT}")
-    build_dir = cache_dir() / name
+    build_dir = cache_dir() / library.name
     build_dir.mkdir(parents=True, exist_ok=True)
-    extra_cflags = [] if cuda else _cpu_flags()
-    extra_ldflags = [] if cuda else ["-fopenmp"]
+    extra_cflags = [] if library.cuda else _cpu_flags()
+    extra_ldflags = [] if library.cuda else ["-fopenmp"]
     extra_cuda_cflags = []
-    if cuda:
+    needs = "a C++17 compiler and ninja" + (
+        " and an nvcc matching torch.version.cuda" if library.cuda else ""
+    )
+    if library.cuda:
         home = home or cpp_extension.CUDA_HOME
         if home is None:
             raise KernelBuildError(f"no CUDA toolkit (nvcc) found; set CUDA_HOME. {_FALLBACK_HINT}")
         cpp_extension.CUDA_HOME = home
         extra_ldflags = [f"-L{d}" for d in _pip_cuda_runtime_dirs()]
         extra_cuda_cflags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
-    if verbose or _needs_build(build_dir, name, sources + headers):
-        kind = "CUDA" if cuda else "CPU"
+    if verbose or _is_stale(build_dir, library, sources + headers):
         print(
-            f"boxpose: compiling the {kind} box-filter kernels (first use only, about "
-            f"{'2 minutes' if cuda else '1 minute'}) into {build_dir} ...",
+            f"boxpose: compiling the {library.description} (first use only, about "
+            f"{'2 minutes' if library.cuda else '1 minute'}) into {build_dir} ...",
             file=sys.stderr,
             flush=True,
         )
     start = time.time()
     try:
         cpp_extension.load(
-            name=name,
+            name=library.name,
             sources=[str(p) for p in sources],
             extra_include_paths=[str(src_dir)],
             extra_cflags=extra_cflags,
@@ -144,31 +173,38 @@ def _build(name: str, cuda: bool, verbose: bool = False) -> None:
         detail = str(exc).strip().splitlines()
         tail = "\n".join(detail[-40:])
         raise KernelBuildError(
-            f"could not build the {'CUDA' if cuda else 'CPU'} box-filter kernels in {build_dir}.\n"
-            f"Needs a C++17 compiler and ninja{' and an nvcc matching torch.version.cuda' if cuda else ''}.\n"
+            f"could not build the {library.description} in {build_dir}.\n"
+            f"Needs {needs}.\n"
             f"{_FALLBACK_HINT}\nCompiler output (last lines):\n{tail}"
         ) from exc
     if verbose:
-        print(f"boxpose: {name} ready in {time.time() - start:.1f} s", file=sys.stderr)
+        print(f"boxpose: {library.name} ready in {time.time() - start:.1f} s", file=sys.stderr)
+
+
+def _load_once(library: Library, verbose: bool) -> None:
+    """Compile and load ``library`` the first time; later calls return at once (or raise the first error)."""
+    if library.name in _loaded:
+        return
+    if library.name in _errors:
+        raise _errors[library.name]
+    with _lock:
+        if library.name in _loaded:
+            return
+        try:
+            _compile_and_load(library, verbose)
+        except KernelBuildError as exc:
+            _errors[library.name] = exc
+            raise
+        _loaded.add(library.name)
 
 
 def load(cuda: bool, verbose: bool = False) -> None:
-    """Build (if needed) and load the CPU or CUDA kernel library; raises :class:`KernelBuildError`."""
-    name = CUDA_LIBRARY if cuda else CPU_LIBRARY
-    if _loaded.get(name):
-        return
-    if name in _errors:
-        raise _errors[name]
-    with _lock:
-        if _loaded.get(name):
-            return
-        try:
-            _build(name, cuda, verbose)
-        except KernelBuildError as exc:
-            _errors[name] = exc
-            raise
-        _loaded[name] = True
+    """Build (if needed) and load the CPU (``torch.ops.boxpose_kernels``) or CUDA
+    (``torch.ops.boxpose_kernels_cuda``) kernel library; raises :class:`KernelBuildError`."""
+    _load_once(CUDA_LIBRARY if cuda else CPU_LIBRARY, verbose)
 
 
-def is_loaded(cuda: bool) -> bool:
-    return bool(_loaded.get(CUDA_LIBRARY if cuda else CPU_LIBRARY))
+def load_emulation(verbose: bool = False) -> None:
+    """Build (if needed) and load the CPU emulation of the CUDA kernels, for tests
+    (``torch.ops.boxpose_kernels_emulation``); raises :class:`KernelBuildError`."""
+    _load_once(EMULATION_LIBRARY, verbose)
