@@ -80,7 +80,7 @@ RESULT_KEYS = (
     "trainer.max_steps_per_epoch", "trainer.sync_bn", "world_size",
 )  # fmt: skip
 # Exceptions inside RESULT_KEYS: schedule.epochs only sets trainer.epochs (extending a run is fine);
-# data.spec was a copy of the dataset's keypoint layout in configs before 0.3 (the registry holds it now).
+# data.spec was a copy of the keypoint layout in configs written before the dataset registry held it.
 FREE_KEYS = ("schedule.epochs", "data.spec")
 
 

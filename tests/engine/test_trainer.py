@@ -240,3 +240,16 @@ def test_ctrl_c_during_the_final_validation_stops_with_a_checkpoint(synthetic_ro
     assert checkpoint["epoch"] == 1 and checkpoint["pending_validation"] is None
     assert "val" in checkpoint["history"][-1]
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_resume_accepts_only_free_and_allowed_changes():
+    """A config written before the dataset registry has data.spec (now gone): resuming it is fine, as is
+    extending schedule.epochs; a changed learning rate is refused unless allowed."""
+    old = {"data": {"name": "mpii", "spec": "mpii"}, "optim": {"lr": 1e-3}, "schedule": {"epochs": 10}}
+    new = {"data": {"name": "mpii"}, "optim": {"lr": 2e-3}, "schedule": {"epochs": 20}}
+    changes = trainer_module.config_changes(old, new)
+    assert changes == {
+        "data.spec": ("mpii", "<absent>"), "optim.lr": (1e-3, 2e-3), "schedule.epochs": (10, 20),
+    }  # fmt: skip
+    assert trainer_module.changes_that_matter(changes, []) == ["optim.lr"]
+    assert trainer_module.changes_that_matter(changes, ["optim"]) == []
