@@ -398,6 +398,16 @@ LaunchPlan plan_launch(int64_t num_planes, size_t shared_needed, size_t shared_f
   return plan;
 }
 
+// The global scratch the plan asks for when the tables do not fit in shared memory (held by `scratch`
+// until the kernel is enqueued), or nullptr when they do.
+template <typename acc_t>
+acc_t* scratch_tables(const LaunchPlan& plan, const at::Tensor& like, at::Tensor& scratch) {
+  if (!plan.global_tables) return nullptr;
+  scratch = at::empty({plan.blocks * plan.global_elements_per_block},
+                      like.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  return scratch.data_ptr<acc_t>();
+}
+
 // Channels per block of the channels-last kernels: 32 (a warp over 32 consecutive channels), or C if
 // fewer, halved (not below 8: 32 bytes of float per pixel, one memory sector) until the block's tables
 // fit in shared memory; if they never do, the first choice with the tables in global memory. Also
@@ -434,12 +444,7 @@ at::Tensor forward_cuda_nhwc(const at::Tensor& input, const at::Tensor& xs, cons
     const LaunchPlan plan = plan_launch(num_tasks, G * per_channel * sizeof(acc_t), 0, G * per_channel, sizeof(acc_t),
                                         reinterpret_cast<const void*>(kernel));
     at::Tensor scratch;
-    acc_t* tables = nullptr;
-    if (plan.global_tables) {
-      scratch = at::empty({plan.blocks * plan.global_elements_per_block},
-                          input.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
-      tables = scratch.data_ptr<acc_t>();
-    }
+    acc_t* tables = scratch_tables<acc_t>(plan, input, scratch);
     kernel<<<plan.blocks, kThreads, plan.shared_bytes, stream>>>(
         input.data_ptr<scalar_t>(), xs.data_ptr<coord_t>(), ys.data_ptr<coord_t>(), coef.data_ptr<coord_t>(),
         out.data_ptr<scalar_t>(), num_tasks, static_cast<int>(s.C), static_cast<int>(s.m), H, W, s.nx, s.ny,
@@ -474,12 +479,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cuda_nhwc(
     const LaunchPlan plan = plan_launch(num_tasks, fixed + G * per_channel * sizeof(acc_t), fixed, G * per_channel,
                                         sizeof(acc_t), reinterpret_cast<const void*>(kernel));
     at::Tensor scratch;
-    acc_t* tables = nullptr;
-    if (plan.global_tables) {
-      scratch = at::empty({plan.blocks * plan.global_elements_per_block},
-                          input.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
-      tables = scratch.data_ptr<acc_t>();
-    }
+    acc_t* tables = scratch_tables<acc_t>(plan, input, scratch);
     kernel<<<plan.blocks, kThreads, plan.shared_bytes, stream>>>(
         grad_output.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), xs.data_ptr<coord_t>(), ys.data_ptr<coord_t>(),
         coef.data_ptr<coord_t>(), grad_input.data_ptr<scalar_t>(), mask[1] ? grad_xs.data_ptr<coord_t>() : nullptr,
@@ -512,12 +512,7 @@ at::Tensor forward_cuda(const at::Tensor& input_, const at::Tensor& xs_, const a
     const LaunchPlan plan = plan_launch(num_planes, sat_size * sizeof(acc_t), 0, sat_size, sizeof(acc_t),
                                         reinterpret_cast<const void*>(kernel));
     at::Tensor scratch;
-    acc_t* tables = nullptr;
-    if (plan.global_tables) {
-      scratch = at::empty({plan.blocks * plan.global_elements_per_block},
-                          input.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
-      tables = scratch.data_ptr<acc_t>();
-    }
+    acc_t* tables = scratch_tables<acc_t>(plan, input, scratch);
     kernel<<<plan.blocks, kThreads, plan.shared_bytes, stream>>>(
         input.data_ptr<scalar_t>(), xs.data_ptr<coord_t>(), ys.data_ptr<coord_t>(), coef.data_ptr<coord_t>(),
         out.data_ptr<scalar_t>(), num_planes, static_cast<int>(s.C), static_cast<int>(s.m), H, W, s.nx, s.ny,
@@ -559,12 +554,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cuda(
     const LaunchPlan plan = plan_launch(num_planes, fixed + table_elements * sizeof(acc_t), fixed, table_elements,
                                         sizeof(acc_t), reinterpret_cast<const void*>(kernel));
     at::Tensor scratch;
-    acc_t* tables = nullptr;
-    if (plan.global_tables) {
-      scratch = at::empty({plan.blocks * plan.global_elements_per_block},
-                          input.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
-      tables = scratch.data_ptr<acc_t>();
-    }
+    acc_t* tables = scratch_tables<acc_t>(plan, input, scratch);
     kernel<<<plan.blocks, kThreads, plan.shared_bytes, stream>>>(
         grad_output.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), xs.data_ptr<coord_t>(), ys.data_ptr<coord_t>(),
         coef.data_ptr<coord_t>(), grad_input.data_ptr<scalar_t>(), mask[1] ? grad_xs.data_ptr<coord_t>() : nullptr,
