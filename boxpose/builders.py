@@ -225,7 +225,6 @@ def build_evaluator(
     dataset: TopDownDataset,
     data_cfg: Mapping[str, Any],
     evaluate_cfg: Mapping[str, Any],
-    codec: HeatmapCodec,
     *,
     amp: str,
     channels_last: bool,
@@ -237,7 +236,6 @@ def build_evaluator(
     return Evaluator(
         dataset,
         build_metric(entry.metric, dict(evaluate_cfg)),
-        codec,
         split=str(evaluate_cfg.get("split", "val")),
         dataset_name=entry.name,
         batch_size=int(evaluate_cfg["batch_size"]),
@@ -333,7 +331,6 @@ def build_trainer(
         val_set,
         data_cfg,
         evaluate_cfg,
-        codec,
         amp=tcfg["amp"],
         channels_last=channels_last,
         progress=progress,

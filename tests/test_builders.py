@@ -55,7 +55,7 @@ def test_a_new_dataset_is_one_registration(synthetic_root, tmp_path, monkeypatch
     data_cfg.pop("synthetic")
     dataset = build_dataset(data_cfg, "val", train=False)
     evaluator = build_evaluator(dataset, data_cfg, {"batch_size": 4, "workers": 0, "flip_test": False,
-                                                    "flip_shift": 1}, dataset.codec, amp="none",
+                                                    "flip_shift": 1}, amp="none",
                                 channels_last=False, progress=False)  # fmt: skip
     assert seen == ["val"] and dataset_spec(data_cfg).name == "mpii"
     assert isinstance(evaluator.metric, PCKhMetric) and evaluator.dataset_name == "mpii_again"

@@ -79,7 +79,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     codec = build_codec(data_cfg, evaluate_cfg)
     dataset = build_dataset(data_cfg, split, train=False, codec=codec)
     evaluator = build_evaluator(
-        dataset, data_cfg, evaluate_cfg, codec, amp=cfg.get("amp", "none"),
+        dataset, data_cfg, evaluate_cfg, amp=cfg.get("amp", "none"),
         channels_last=bool(cfg.get("channels_last")), progress=True,
     )  # fmt: skip
     if model is None:  # oracle: the network is not run

@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from boxpose.codec.heatmap import HeatmapCodec
 from boxpose.data.base import TopDownDataset
 from boxpose.data.loader import build_dataloader
 from boxpose.engine import distributed
@@ -36,9 +35,10 @@ class Evaluator:
     """Evaluate models on one dataset split.
 
     Args:
-        dataset: a top-down dataset without augmentation (its pipeline built for evaluation).
+        dataset: a top-down dataset without augmentation (its pipeline built for evaluation); its codec,
+            the run's, also decodes the predictions (``decode_mode``: "quarter" as the paper, "dark",
+            "argmax").
         metric: scores the dataset's predictions (:mod:`boxpose.engine.metrics`).
-        codec: the run's heatmap codec (its ``decode_mode``: "quarter" as the paper, "dark", "argmax").
         split: the split's name ("val", "test"), recorded in metrics.json.
         dataset_name: the dataset's registered name (``data.name``), recorded in metrics.json.
         batch_size, workers: evaluation loader settings (per process).
@@ -52,7 +52,6 @@ class Evaluator:
         self,
         dataset: TopDownDataset,
         metric: Metric,
-        codec: HeatmapCodec,
         *,
         split: str = "val",
         dataset_name: str = "",
@@ -69,17 +68,11 @@ class Evaluator:
             raise TypeError(f"Evaluator needs a TopDownDataset, got {type(dataset).__name__}")
         if dataset.train:
             raise ValueError("Evaluator needs a dataset built with train=False (no augmentation)")
-        if (codec.input_size, codec.heatmap_size) != (dataset.codec.input_size, dataset.codec.heatmap_size):
-            raise ValueError(
-                f"the evaluator's codec is for input {codec.input_size} / heatmaps {codec.heatmap_size} but "
-                f"the dataset crops {dataset.codec.input_size} / {dataset.codec.heatmap_size}; give both the "
-                "run's one codec"
-            )
         self.dataset = dataset
         self.split = split
         self.dataset_name = dataset_name
         self.metric = metric
-        self.codec = codec
+        self.codec = dataset.codec  # the run's codec; its decode_mode decodes the predictions
         self.flip_test = flip_test
         self.flip_shift = flip_shift
         self.amp = amp

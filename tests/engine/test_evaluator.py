@@ -43,9 +43,7 @@ def mpii_valid(realdata, tmp_path_factory) -> Path:
 def test_oracle_on_real_mpii_is_near_perfect(mpii_valid, tmp_path):
     dataset = MPIIDataset(mpii_valid / "annot" / "valid.json", mpii_valid / "images", make_pipeline("mpii"),
                           gt_mat=mpii_valid / "annot" / "gt_valid.mat")  # fmt: skip
-    evaluator = Evaluator(
-        dataset, PCKhMetric(), dataset.codec, batch_size=4, workers=0, oracle=True, progress=False
-    )
+    evaluator = Evaluator(dataset, PCKhMetric(), batch_size=4, workers=0, oracle=True, progress=False)
     result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path)
     assert result.metrics["Mean"] >= 99.0, result.table
     assert result.metrics["Mean@0.1"] >= 50.0
@@ -58,7 +56,7 @@ def test_oracle_on_real_coco_with_ground_truth_boxes_is_well_above_0_9(realdata,
     root = realdata / "coco-mini"
     dataset = COCODataset(root / "annotations" / "person_keypoints_val2017.json", root / "val2017",
                           make_pipeline("coco", input_size=(192, 256), heatmap_size=(48, 64)))  # fmt: skip
-    evaluator = Evaluator(dataset, COCOKeypointMetric(), dataset.codec, batch_size=16, workers=0, oracle=True,
+    evaluator = Evaluator(dataset, COCOKeypointMetric(), batch_size=16, workers=0, oracle=True,
                           progress=False)  # fmt: skip
     result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path)
     assert result.metrics["AP"] > 0.9, result.table
@@ -137,9 +135,7 @@ def test_a_tolerated_unreadable_image_is_skipped_in_evaluation(mpii_valid, tmp_p
     PCKh of the full run's predictions on those rows), the warning and metrics.json name the file."""
     full_set = MPIIDataset(mpii_valid / "annot" / "valid.json", mpii_valid / "images", make_pipeline("mpii"),
                            gt_mat=mpii_valid / "annot" / "gt_valid.mat")  # fmt: skip
-    full = Evaluator(
-        full_set, PCKhMetric(), full_set.codec, batch_size=2, workers=0, oracle=True, progress=False
-    )
+    full = Evaluator(full_set, PCKhMetric(), batch_size=2, workers=0, oracle=True, progress=False)
     full_result = full.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path / "full")
     root = tmp_path / "broken"
     shutil.copytree(mpii_valid, root)
@@ -149,9 +145,7 @@ def test_a_tolerated_unreadable_image_is_skipped_in_evaluation(mpii_valid, tmp_p
     annot = root / "annot"
     dataset = MPIIDataset(annot / "valid.json", root / "images", make_pipeline("mpii"),
                           gt_mat=annot / "gt_valid.mat", max_failure_fraction=0.25)  # fmt: skip
-    evaluator = Evaluator(
-        dataset, PCKhMetric(), dataset.codec, batch_size=2, workers=0, oracle=True, progress=False
-    )
+    evaluator = Evaluator(dataset, PCKhMetric(), batch_size=2, workers=0, oracle=True, progress=False)
     with pytest.warns(RuntimeWarning, match=broken.name):
         result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path / "out")
     assert result.skipped_persons == 1 and result.skipped_files == [str(broken)]
@@ -176,7 +170,7 @@ def test_an_unreadable_coco_image_is_left_out_of_the_scored_images(realdata, tmp
     ann = root / "annotations" / "person_keypoints_val2017.json"
     size = {"input_size": (64, 64), "heatmap_size": (16, 16)}
     full_set = COCODataset(ann, root / "val2017", make_pipeline("coco", **size))
-    full = Evaluator(full_set, COCOKeypointMetric(), full_set.codec, batch_size=32, workers=0, oracle=True,
+    full = Evaluator(full_set, COCOKeypointMetric(), batch_size=32, workers=0, oracle=True,
                      progress=False).evaluate(torch.nn.Identity(), torch.device("cpu"))  # fmt: skip
     images = tmp_path / "val2017"
     shutil.copytree(root / "val2017", images)
@@ -185,7 +179,7 @@ def test_an_unreadable_coco_image_is_left_out_of_the_scored_images(realdata, tmp
     broken.write_bytes(b"")
     broken_id = dataset.records[-1].image_id
     persons = sum(r.image_file == str(broken) for r in dataset.records)
-    evaluator = Evaluator(dataset, COCOKeypointMetric(), dataset.codec, batch_size=32, workers=0, oracle=True,
+    evaluator = Evaluator(dataset, COCOKeypointMetric(), batch_size=32, workers=0, oracle=True,
                           progress=False)  # fmt: skip
     with pytest.warns(RuntimeWarning, match=broken.name):
         result = evaluator.evaluate(torch.nn.Identity(), torch.device("cpu"), tmp_path / "out")
