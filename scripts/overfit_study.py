@@ -229,11 +229,16 @@ class CurveRecorder(Callback):
         curve = json.loads(self.curve_file.read_text()) if self.curve_file.exists() else []
         self.curve = [e for e in curve if e["epoch"] <= trainer.epoch]
         if trainer.history and "val" in trainer.history[-1]:  # resumed after a validation not yet recorded
-            self.on_epoch_end(trainer, trainer.history[-1], True)
+            self.measure(trainer)
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any], result: Any) -> None:
         """Measure after a validated epoch (``result`` is its evaluation; None when not validated)."""
-        if result is None or (self.curve and self.curve[-1]["epoch"] >= trainer.epoch):
+        if result is not None:
+            self.measure(trainer)
+
+    def measure(self, trainer: Trainer) -> None:
+        """Append the accuracies after the trainer's latest epoch to the curve (once an epoch); print them."""
+        if self.curve and self.curve[-1]["epoch"] >= trainer.epoch:
             return
         self.curve.append(epoch_record(trainer, self.train_loader))
         self.curve_file.write_text(json.dumps(self.curve, indent=2))
