@@ -24,6 +24,7 @@ from boxpose.cli.evaluate import evaluate
 from boxpose.cli.train import train
 from boxpose.codec.affine import center_scale_to_box
 from boxpose.config import compose_config
+from boxpose.engine.memory import retain_freed_memory
 from boxpose.viz import draw
 
 TARGET_PCKH = 70.0
@@ -52,6 +53,7 @@ def prediction_figure(checkpoint: Path, data_cfg: dict, path: Path, images: int 
 
 def main(argv: list[str] | None = None) -> int:
     start = time.time()
+    retain_freed_memory()
     overrides = ["experiment=demo", *(sys.argv[1:] if argv is None else argv)]
     cfg = compose_config("train", overrides)
     output_dir = Path(cfg["output_dir"])

@@ -16,7 +16,13 @@ load hits every variant alike. Settings:
   call allocates above what is resident before it (every variant's weights and optimizer state stay
   resident together, so they are not counted), and the setting's overall peak.
 
-Every row gives ms per batch, ms per image and images/s. ``--compile`` runs every model through
+Every row gives ms per batch, ms per image and images/s; CPU rows the minor page faults of one call
+(``page_faults``), inference rows the arithmetic rate (``gmacs_per_s``, from the true MAC count). Each
+setting also gives every model's true MACs per image (``exact_gmacs_per_image``: a transposed convolution
+costed at its input resolution, not in the paper's HRNet convention, which charges SimpleBaseline's
+deconvolutions 4 times) and ``sb_over_model_macs``, the time ratio that equal arithmetic rates would give.
+Freed memory is kept in the process as the command-line tools keep it (boxpose/engine/memory.py);
+``BOXPOSE_RETAIN_MEMORY=0`` measures the C library's default. ``--compile`` runs every model through
 ``torch.compile`` (the warm-up calls include the compilation); inference then times only the compiled
 prepared model.
 
@@ -32,6 +38,7 @@ import argparse
 import copy
 import json
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -40,7 +47,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from boxpose.engine.memory import retain_freed_memory
 from boxpose.models import build_model, list_models, prepare_for_inference
+from boxpose.models.counting import count_macs
 from boxpose.nn import project_boxes_
 from boxpose.ops import box_conv2d
 
@@ -184,7 +193,33 @@ def peak_memory_mb(calls: dict[str, Callable[[], Any]]) -> dict[str, float]:
     return peaks
 
 
-def _rows(medians: dict[str, float], batch: int, peaks: dict[str, float]) -> list[dict[str, Any]]:
+def page_faults_per_call(calls: dict[str, Callable[[], Any]]) -> dict[str, int]:
+    """CPU: the minor page faults of one untimed call of each (memory the kernel had to map and zero-fill
+    during the call; see boxpose/engine/memory.py)."""
+    faults = {}
+    for key, fn in calls.items():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        fn()
+        faults[key] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return faults
+
+
+def exact_gmacs(models: list[str], num_joints: int, size: tuple[int, int]) -> dict[str, float]:
+    """Each model's true multiply-accumulates per image, in 10^9 (``count_macs(convention="exact")``: a
+    transposed convolution at its input resolution, unlike the paper's HRNet-convention counts)."""
+    return {
+        name: round(count_macs(build_model(name, num_joints=num_joints), size, convention="exact").giga, 3)
+        for name in models
+    }
+
+
+def _rows(
+    medians: dict[str, float],
+    batch: int,
+    peaks: dict[str, float],
+    faults: dict[str, int],
+    gmacs: dict[str, float],
+) -> list[dict[str, Any]]:
     rows = []
     for key, ms in medians.items():
         name, fmt, kind = key.split("|")
@@ -198,6 +233,10 @@ def _rows(medians: dict[str, float], batch: int, peaks: dict[str, float]) -> lis
         }
         if key in peaks:
             row["peak_memory_mb"] = peaks[key]
+        if key in faults:
+            row["page_faults"] = faults[key]
+        if kind != "train":  # forward only: the arithmetic rate
+            row["gmacs_per_s"] = round(gmacs[name] * batch / ms * 1000.0, 1)
         rows.append(row)
     return rows
 
@@ -234,15 +273,23 @@ def bench_setting(
     medians = interleaved_medians(calls, args.rounds, args.warmup, device)
     overall_peak_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None
     peaks = peak_memory_mb(calls) if device.type == "cuda" else {}
-    rows = _rows(medians, batch, peaks)
+    faults = page_faults_per_call(calls) if device.type == "cpu" else {}
+    gmacs = exact_gmacs(args.models, args.num_joints, size)
+    rows = _rows(medians, batch, peaks, faults, gmacs)
     result: dict[str, Any] = {
         "batch": batch,
         "input_size": list(size),
         "amp": "bf16" if amp is not None else "none",
         "compile": args.compile,
         "rounds": args.rounds,
+        "exact_gmacs_per_image": gmacs,
         "results": rows,
     }
+    if BASELINE in gmacs:
+        # The time ratio that equal arithmetic rates would give: SimpleBaseline's MACs / the model's.
+        result["sb_over_model_macs"] = {
+            f"sb_over_{name}": round(gmacs[BASELINE] / g, 3) for name, g in gmacs.items() if name != BASELINE
+        }
     if kind == "inference":
         result["sb_over_model_prepared"] = baseline_ratios(best_times(rows, ("prepared",)))
         result["sb_over_model_eager"] = baseline_ratios(best_times(rows, ("eager",)))
@@ -312,11 +359,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cpu = torch.device("cpu")
+    retained = retain_freed_memory()  # as the command-line tools do; BOXPOSE_RETAIN_MEMORY=0 to compare
 
     report: dict[str, Any] = {
         "torch": torch.__version__,
         "machine": platform.machine(),
         "cpu_threads": torch.get_num_threads(),
+        "retain_freed_memory": retained,
         "cuda_device": None,
         "cpu": {},
         "op": None,
@@ -349,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for where, settings in (("cpu", report["cpu"]), ("cuda", report["cuda"] or {})):
         for kind, result in settings.items():
             for key, ratios in result.items():
-                if key.startswith("sb_over_model") and ratios:
+                if key.startswith("sb_over_model") and key != "sb_over_model_macs" and ratios:
                     report["ratios"][f"{where}_{kind}{key.removeprefix('sb_over_model')}"] = ratios
     print(json.dumps(report, indent=2))
     return report

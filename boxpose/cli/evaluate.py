@@ -22,6 +22,7 @@ from boxpose.config import to_plain, validate_evaluate_config
 from boxpose.data.base import ImageReadError
 from boxpose.engine import distributed
 from boxpose.engine.checkpoint import load_checkpoint, load_model
+from boxpose.engine.memory import retain_freed_memory
 from boxpose.ops import set_impl
 
 log = logging.getLogger("boxpose")
@@ -128,6 +129,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    retain_freed_memory()
     _hydra_main()
 
 

@@ -42,6 +42,7 @@ from boxpose.builders import build_predictor
 from boxpose.detect import PersonDetector, as_box_array, build_detector, clean_person_boxes, load_boxes_file
 from boxpose.detect.boxes import image_id_of, names_are_numeric
 from boxpose.engine import distributed
+from boxpose.engine.memory import retain_freed_memory
 from boxpose.evaluation.coco import rescore
 from boxpose.viz.draw import draw_people
 
@@ -301,6 +302,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    retain_freed_memory()
     _hydra_main()
 
 

@@ -32,6 +32,7 @@ from boxpose.builders import build_trainer
 from boxpose.config import to_plain
 from boxpose.data.base import ImageReadError
 from boxpose.engine import distributed
+from boxpose.engine.memory import retain_freed_memory
 from boxpose.engine.trainer import NonFiniteLossError, TrainingInterrupted
 
 log = logging.getLogger("boxpose")
@@ -71,6 +72,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    retain_freed_memory()
     _hydra_main()
 
 

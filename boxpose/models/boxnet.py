@@ -213,15 +213,34 @@ def concat_shuffle(a: Tensor, b: Tensor) -> Tensor:
     Shapes: (N, C, H, W) twice -> (N, 2C, H, W), output channel 2i = a[:, i] and 2i + 1 = b[:, i] (the
     same as ``cat`` then ``view(N, 2, C, H, W).transpose(1, 2).reshape(N, 2C, H, W)``). The output keeps
     the inputs' memory format: ``a`` and ``b`` are interleaved along a new axis right after the channel
-    axis of their storage order, so one ``stack`` writes the result and the flatten is a view.
+    axis of their storage order, so one write of the result suffices and the flatten is a view.
     """
     # Storage order from the strides, not is_contiguous(): a basic unit's identity half is a channel
     # slice of an NHWC tensor, which is not channels-last contiguous but is stored channels innermost.
     if a.stride(1) < a.stride(3):
         # NHWC storage: channels are innermost, interleave there.
-        nhwc = torch.stack((a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)), dim=-1).flatten(3)
+        a_nhwc, b_nhwc = a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)
+        if _interleave_as_complex(a):
+            # A complex number stores its real and imaginary parts next to each other: torch.complex
+            # writes exactly the interleaved layout, with a vectorised kernel that runs at the speed of
+            # a copy (stack, which interleaves element by element, takes twice as long on the CPU).
+            nhwc = torch.view_as_real(torch.complex(a_nhwc, b_nhwc)).flatten(3)
+        else:
+            nhwc = torch.stack((a_nhwc, b_nhwc), dim=-1).flatten(3)
         return nhwc.permute(0, 3, 1, 2)
     return torch.stack((a, b), dim=2).flatten(1, 2)
+
+
+def _interleave_as_complex(x: Tensor) -> bool:
+    """Whether concat_shuffle may build its NHWC output as a complex tensor: eager CPU float32/float64
+    (no complex bfloat16 exists, and ONNX and compiled graphs have no complex tensors)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and not torch.compiler.is_compiling()
+        and not torch.onnx.is_in_onnx_export()
+        and not torch.jit.is_tracing()
+    )
 
 
 class BasicUnit(nn.Module):

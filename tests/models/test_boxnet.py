@@ -67,6 +67,29 @@ def test_concat_shuffle_keeps_channels_last_for_a_channel_slice() -> None:
     assert torch.equal(out, expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_concat_shuffle_gradients_are_the_reference_gradients(dtype: torch.dtype) -> None:
+    """Channels-last float inputs are interleaved through a complex tensor, bfloat16 ones by stack: both
+    give the reference's values and gradients (a permutation's gradient is the inverse permutation)."""
+    x = torch.randn(2, 8, 5, 7, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(2, 4, 5, 7, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(2, 8, 5, 7, dtype=dtype)
+    grads = []
+    for function in (concat_shuffle, _reference_shuffle):
+        xs, bs = x.clone().requires_grad_(), b.clone().requires_grad_()
+        identity, _ = xs.chunk(2, dim=1)
+        out = function(identity, bs)
+        (out * weight).sum().backward()
+        grads.append((out.detach(), xs.grad, bs.grad))
+    for ours, reference in zip(*grads, strict=True):
+        assert torch.equal(ours, reference)
+
+
+def _reference_shuffle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = a.shape
+    return torch.cat((a, b), 1).view(n, 2, c, h, w).transpose(1, 2).reshape(n, 2 * c, h, w)
+
+
 def test_units_keep_channels_last() -> None:
     model = tiny().eval().to(memory_format=torch.channels_last)
     x = torch.randn(1, 3, 32, 32).contiguous(memory_format=torch.channels_last)

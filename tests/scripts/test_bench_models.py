@@ -35,7 +35,21 @@ def test_interleaved_medians_runs_every_call_once_per_round() -> None:
     assert set(medians) == {"a", "b"} and all(ms >= 0 for ms in medians.values())
 
 
-def test_tiny_run_reports_every_variant(capsys: pytest.CaptureFixture[str]) -> None:
+def test_true_macs_give_the_ratio_equal_arithmetic_rates_would() -> None:
+    """True MACs (a deconvolution at its input resolution), not the paper's convention: SimpleBaseline-R50
+    does fewer multiply-adds than BoxNet at 256x256 (7.23 G against 8.26 G; 11.99 against 7.70 as the
+    paper counts)."""
+    gmacs = bench.exact_gmacs(["boxnet", "simple_baseline_r50"], 17, (256, 256))
+    assert gmacs == {
+        "boxnet": pytest.approx(8.263, abs=2e-3),
+        "simple_baseline_r50": pytest.approx(7.235, abs=2e-3),
+    }
+
+
+def test_tiny_run_reports_every_variant(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BOXPOSE_RETAIN_MEMORY", "0")  # leave the test process's malloc as it is
     argv = ["--models", "boxnet_tiny", "--only", "inference", "training", "--infer-size", "32", "32"]
     argv += [
         "--cpu-size",
@@ -55,6 +69,9 @@ def test_tiny_run_reports_every_variant(capsys: pytest.CaptureFixture[str]) -> N
     assert {(r["memory_format"], r["variant"]) for r in inference} == {
         (fmt, kind) for fmt in ("nchw", "channels_last") for kind in ("eager", "prepared")
     }
+    assert all(r["page_faults"] >= 0 and r["gmacs_per_s"] > 0 for r in inference)
+    assert report["cpu"]["inference"]["exact_gmacs_per_image"]["boxnet_tiny"] > 0
+    assert report["retain_freed_memory"] is False
     assert len(report["cpu"]["training"]["results"]) == 2
     assert report["ratios"] == {}  # SimpleBaseline not measured
     assert '"cpu_threads": 1' in capsys.readouterr().out
