@@ -5,9 +5,9 @@ larger than 32 MiB (the most its ``M_MMAP_THRESHOLD`` can be) with a fresh ``mma
 kernel with ``munmap`` when the tensor is freed. The next tensor of that size is then new memory again:
 the kernel zero-fills it one 4 KiB page fault at a time. BoxNet keeps 192 channels at half the input
 resolution, so at batch 4, 256x256 its stem, first unit and 768-channel units produce 38-50 MiB tensors on
-every forward: 95,000-140,000 minor page faults and about 0.3 s of kernel time per forward on 2 cores,
-where SimpleBaseline-R50 (no tensor above 32 MiB at that batch) has none after the first call
-(``scripts/bench_models.py`` reports both, ``page_faults``). Larger evaluation batches make every model's
+every forward: 70,000-420,000 minor page faults per forward (the most in eager NCHW) and about 0.3 s of
+kernel time on 2 cores. SimpleBaseline-R50, with no tensor above 32 MiB at that batch, mostly has none
+(``scripts/bench_models.py`` reports them, ``page_faults``). Larger evaluation batches make every model's
 tensors cross the limit.
 
 :func:`retain_freed_memory` tells ``malloc`` to serve every block from its heap (``M_MMAP_MAX = 0``) and
