@@ -1,5 +1,6 @@
 """Inference and training time per image of BoxNet, its ablations and SimpleBaseline-R50; prints one JSON
-object (with the ratios SimpleBaseline time / BoxNet time under ``"ratios"``).
+object (with the ratios SimpleBaseline time / BoxNet time under ``"ratios"``, and the models' arithmetic
+rates relative to SimpleBaseline's under ``"rate_ratios"``).
 
 All figures of one setting come from one process, interleaved: every round times each variant once
 (A B C ... A B C ...), and a figure is the median over the rounds, so that a change in the machine's
@@ -250,6 +251,13 @@ def best_times(rows: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[st
     return best
 
 
+def rate_ratios(time_ratios: dict[str, float], mac_ratios: dict[str, float]) -> dict[str, float]:
+    """Each model's arithmetic rate (true MACs per second) / SimpleBaseline's: its time ratio divided by
+    the time ratio equal rates would give (``sb_over_model_macs``). 1 means the model runs its
+    multiply-adds as fast as SimpleBaseline runs its own."""
+    return {key: round(ratio / mac_ratios[key], 3) for key, ratio in time_ratios.items() if key in mac_ratios}
+
+
 def baseline_ratios(best: dict[str, float]) -> dict[str, float]:
     """SimpleBaseline's time / each other model's time (> 1: the model is faster than SimpleBaseline)."""
     if BASELINE not in best:
@@ -371,6 +379,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "op": None,
         "cuda": None,
         "ratios": {},
+        "rate_ratios": {},
     }
     if "inference" in args.only:
         batch, size = args.infer_batch, tuple(args.infer_size)
@@ -399,7 +408,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for kind, result in settings.items():
             for key, ratios in result.items():
                 if key.startswith("sb_over_model") and key != "sb_over_model_macs" and ratios:
-                    report["ratios"][f"{where}_{kind}{key.removeprefix('sb_over_model')}"] = ratios
+                    name = f"{where}_{kind}{key.removeprefix('sb_over_model')}"
+                    report["ratios"][name] = ratios
+                    report["rate_ratios"][name] = rate_ratios(ratios, result.get("sb_over_model_macs", {}))
     print(json.dumps(report, indent=2))
     return report
 

@@ -46,6 +46,13 @@ def test_true_macs_give_the_ratio_equal_arithmetic_rates_would() -> None:
     }
 
 
+def test_rate_ratios_divide_the_time_ratio_by_the_mac_ratio() -> None:
+    """BoxNet at 0.57 of SimpleBaseline's speed with 0.876 of its MACs per SimpleBaseline MAC runs its
+    multiply-adds at 0.65 of SimpleBaseline's rate; a model without a MAC ratio gets none."""
+    time_ratios = {"sb_over_boxnet": 0.57, "sb_over_other": 0.5}
+    assert bench.rate_ratios(time_ratios, {"sb_over_boxnet": 0.876}) == {"sb_over_boxnet": 0.651}
+
+
 def test_tiny_run_reports_every_variant(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -73,5 +80,5 @@ def test_tiny_run_reports_every_variant(
     assert report["cpu"]["inference"]["exact_gmacs_per_image"]["boxnet_tiny"] > 0
     assert report["retain_freed_memory"] is False
     assert len(report["cpu"]["training"]["results"]) == 2
-    assert report["ratios"] == {}  # SimpleBaseline not measured
+    assert report["ratios"] == {} and report["rate_ratios"] == {}  # SimpleBaseline not measured
     assert '"cpu_threads": 1' in capsys.readouterr().out
