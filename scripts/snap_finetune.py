@@ -33,11 +33,11 @@ at batch ``--timing-batch`` and the checkpoint's input size (each box layer at t
 model), on the CPU and on CUDA when available. The two variants are timed alternately,
 ``--timing-repeats`` rounds each (medians), with torch.utils.benchmark as in ``scripts/bench_op.py``.
 The snapped op is cheaper because its corners need no interpolation: the ``snapped`` flag makes the
-kernels round the corners, the CPU kernel then skips the SAT rows and shifts whose bilinear weight is 0
-(``kernels/box_filter_cpu.cpp``: 12 multiply-adds per output of a plain box, 8 once snapped, plus the
-SAT construction, which is the same), and the CUDA kernel takes its integer-corner path (one SAT read
-per corner, ``CornerTable::integer`` in ``kernels/box_filter_common.h``). The measured ratio is reported
-as it is.
+kernels round the corners, the CPU kernel then skips the taps whose bilinear weight is 0
+(``kernels/box_filter_cpu.cpp``: 8 multiply-adds per output of a plain box, 4 along x and 4 along y, and
+4 once snapped, plus the running sums, which are the same), and the CUDA kernel takes its integer-corner
+path (one SAT read per corner, ``CornerTable::integer`` in ``kernels/box_filter_common.h``). The measured
+ratio is reported as it is.
 On a CPU shared with other busy processes, OpenMP threads wait for each other for whole scheduler
 slices and the timings become meaningless; ``--timing-threads 1`` then gives steady numbers.
 

@@ -128,6 +128,62 @@ def test_reduced_precision_matches_float64(dtype):
     torch.testing.assert_close(gb.double(), rb, rtol=tol, atol=tol * rb.abs().max().item())
 
 
+# (N, C, H, W, k, m) for the float32 kernels' vectorised paths: widths in whole blocks of 16 columns, with
+# a block of 8 left over, and under 8; heights in whole bands of 8 rows and not; channel blocks in whole
+# vectors of 8 and not (channels-last); m = 2; a window larger than the image; the network's size.
+FLOAT32_SHAPES = [
+    (2, 16, 16, 32, 9, 1),
+    (1, 24, 13, 24, 7, 1),
+    (1, 8, 9, 5, 11, 2),
+    (2, 20, 8, 17, 25, 1),
+    (1, 16, 64, 64, 25, 1),
+]
+# Coefficient matrices (NY = NX = 3; rows and columns sum to zero, as box_filter requires) by the
+# coefficient rows the filter's separable form keeps apart: one (the others multiples of it, or zero),
+# two (rows that are no multiples of each other), and random ones.
+COEFFICIENTS = {
+    "multiples": [[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]],
+    "zero_row": [[0.0, 0.0, 0.0], [1.0, 0.0, -1.0], [-1.0, 0.0, 1.0]],
+    "two_rows": [[1.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 1.0]],
+    "random": None,
+}
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", FLOAT32_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("coefficients", COEFFICIENTS)
+def test_float32_kernel_matches_float64_reference(layout, shape, coefficients):
+    """The compiled float32 kernels (vectorised where the CPU allows) against the float64 reference:
+    output and input gradient, for every coefficient structure, in both layouts."""
+    n, c, h, w, k, m = shape
+    generator = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(n, c, h, w, generator=generator)
+    g = torch.randn(n, c * m, h, w, generator=generator)
+    corners = (torch.rand(c * m, 6, generator=generator) * k).sort(1).values
+    xs, ys = corners[:, [0, 2, 4]].contiguous(), corners[:, [1, 3, 5]].contiguous()
+    coef_values = COEFFICIENTS[coefficients]
+    if coef_values is None:  # random, then every row and column centred on zero
+        coef = torch.randn(c * m, 3, 3, generator=generator)
+        row_means, column_means = coef.mean(2, keepdim=True), coef.mean(1, keepdim=True)
+        coef = coef - row_means - column_means + coef.mean((1, 2), keepdim=True)
+    else:
+        coef = torch.tensor(coef_values).expand(c * m, 3, 3).contiguous()
+    if layout == "channels_last":
+        x, g = x.contiguous(memory_format=CL), g.contiguous(memory_format=CL)
+    with use_impl("reference"):
+        xr = x.double().requires_grad_()
+        ref = box_filter(xr, xs.double(), ys.double(), coef.double(), k)
+        (ref_gx,) = torch.autograd.grad(ref, [xr], g.double())
+    with use_impl("cpu"):
+        x32 = x.clone().requires_grad_()
+        out = box_filter(x32, xs, ys, coef, k)
+        (gx,) = torch.autograd.grad(out, [x32], g)
+    assert out.dtype == torch.float32 and gx.dtype == torch.float32
+    for got, expected in ((out, ref), (gx, ref_gx)):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(got.double(), expected.detach(), rtol=1e-5, atol=1e-5 * scale)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_boxes_outside_the_window_are_clamped(impl):
     x = torch.randn(1, 2, 10, 10, dtype=torch.float64)
@@ -573,11 +629,13 @@ def test_channels_last_compiled_kernel_converts_no_layout():
     assert out.is_contiguous(memory_format=CL) and gx.is_contiguous(memory_format=CL)
 
 
-def test_channels_last_forward_is_bitwise_the_nchw_forward():
-    """Same tables and row filter in the same order: a model evaluates identically in either layout."""
-    x = torch.randn(2, 24, 17, 13)
-    boxes = (torch.rand(48, 4) * 2 - 1).sort(1).values[:, [0, 3, 1, 2]].contiguous()
-    weights = torch.randn(48, 4)
+@pytest.mark.parametrize("shape", [(2, 24, 17, 13), (1, 20, 16, 32)], ids=["24x17x13", "20x16x32"])
+def test_channels_last_forward_is_bitwise_the_nchw_forward(shape):
+    """Same running sums and taps in the same order: a model evaluates identically in either layout
+    (with channel blocks in whole vectors and not, widths in whole blocks and not)."""
+    x = torch.randn(*shape)
+    boxes = (torch.rand(2 * shape[1], 4) * 2 - 1).sort(1).values[:, [0, 3, 1, 2]].contiguous()
+    weights = torch.randn(2 * shape[1], 4)
     with use_impl("cpu"):
         for fn in (
             lambda t: box_conv2d(t, boxes, 11),
