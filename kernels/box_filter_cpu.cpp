@@ -10,7 +10,7 @@
 // The forward and the input gradient (the mirrored filter applied to the output gradient) use the
 // filter's separable form (below): running sums along x, taps along x fused with running sums along y,
 // taps along y; every inner loop runs over contiguous memory and vectorises. The corner gradients
-// sample the summed-area table row by row (corner_grads_row).
+// are sums of the output gradient times the summed-area table at the corners' shifts (add_corner_dots_row).
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -30,106 +30,6 @@
 
 namespace boxpose {
 namespace {
-
-// SAT of one H x W plane into `sat` ((H + 1) rows of sat_stride(W)).
-template <typename scalar_t, typename acc_t>
-void build_sat(const scalar_t* plane, int H, int W, acc_t* sat) {
-  const int stride = sat_stride(W);
-  std::fill(sat, sat + stride, acc_t(0));
-  for (int y = 0; y < H; ++y) {
-    const acc_t* prev = sat + y * stride;
-    acc_t* row = sat + (y + 1) * stride;
-    const scalar_t* in = plane + static_cast<int64_t>(y) * W;
-    row[0] = acc_t(0);
-    acc_t run = acc_t(0);
-    for (int x = 0; x < W; ++x) {
-      run += static_cast<acc_t>(in[x]);
-      row[x + 1] = prev[x + 1] + run;
-    }
-  }
-}
-
-// The x range [lo, hi) where src[x + off] is read directly; left of it x + off < 0 (src[0] = 0 for a SAT
-// row, so it contributes nothing), right of it x + off > W (src[W]).
-inline void interior_range(int W, int off, int* lo, int* hi) {
-  *lo = std::min(W, std::max(0, -off));
-  *hi = std::max(*lo, std::min(W, W - off + 1));
-}
-
-// sum_x g[x] * src[clamp(x + off, 0, W)] for x in [0, W); src[0] == 0.
-template <typename acc_t>
-inline double shifted_dot(const acc_t* __restrict__ g, const acc_t* __restrict__ src, int W, int off) {
-  int lo, hi;
-  interior_range(W, off, &lo, &hi);
-  const acc_t* s = src + off;
-  acc_t sum = acc_t(0);
-#pragma omp simd reduction(+ : sum)
-  for (int x = lo; x < hi; ++x) sum += g[x] * s[x];
-  acc_t tail = acc_t(0);
-  for (int x = hi; x < W; ++x) tail += g[x];
-  return static_cast<double>(sum) + static_cast<double>(tail) * static_cast<double>(src[W]);
-}
-
-// The (up to 2 * NY) SAT rows read for output row y, with their interpolation weights.
-template <typename acc_t>
-struct RowSamples {
-  int count = 0;
-  const acc_t* row[2 * kMaxCorners];
-  acc_t weight[2 * kMaxCorners];
-  int corner[2 * kMaxCorners];
-};
-
-// `pitch`: distance between consecutive rows of the table (sat_stride(W) for a plane's own table; more
-// in the channels-last tiles, where the rows of several channels are interleaved).
-template <typename acc_t>
-RowSamples<acc_t> row_samples(const acc_t* sat, int64_t pitch, int H, const CornerTable<acc_t>& t, int r, int y,
-                              bool keep_zero_weights) {
-  RowSamples<acc_t> rs;
-  for (int a = 0; a < t.ny; ++a) {
-    for (int p = 0; p < 2; ++p) {
-      const acc_t w = p ? t.fy[a] : acc_t(1) - t.fy[a];
-      if (w == acc_t(0) && !keep_zero_weights) continue;
-      rs.row[rs.count] = sat + clamp_index(y - r + t.ty[a] + p, 0, H) * pitch;
-      rs.weight[rs.count] = w;
-      rs.corner[rs.count] = a;
-      ++rs.count;
-    }
-  }
-  return rs;
-}
-
-// Gradient partials of output row y (see kNumGradPartials for the layout), from the SAT of the input
-// and the output-gradient row g: every partial is a combination of the dot products of g with the
-// SAT rows read at the shifted columns of each corner.
-template <typename acc_t>
-void corner_grads_row(const acc_t* sat, int64_t pitch, int H, int W, const CornerTable<acc_t>& t, int r, int y,
-                      const acc_t* g, double* partials) {
-  const RowSamples<acc_t> rs = row_samples(sat, pitch, H, t, r, y, /*keep_zero_weights=*/true);
-  // dots[a][p][b][q] = sum_x g[x] * S[row(a, p)][x - r + tx[b] + q]
-  double dots[kMaxCorners][2][kMaxCorners][2];
-  for (int i = 0; i < rs.count; ++i) {
-    const int a = rs.corner[i];
-    const int p = i % 2;  // rows come in (p = 0, p = 1) pairs per corner when zero weights are kept
-    for (int b = 0; b < t.nx; ++b) {
-      for (int q = 0; q < 2; ++q) dots[a][p][b][q] = shifted_dot(g, rs.row[i], W, t.tx[b] - r + q);
-    }
-  }
-  for (int a = 0; a < t.ny; ++a) {
-    const double fy = t.fy[a];
-    for (int b = 0; b < t.nx; ++b) {
-      const double fx = t.fx[b];
-      const double c = t.coef[a][b];
-      double row_value[2], row_slope[2];
-      for (int p = 0; p < 2; ++p) {
-        row_value[p] = dots[a][p][b][0] + fx * (dots[a][p][b][1] - dots[a][p][b][0]);
-        row_slope[p] = dots[a][p][b][1] - dots[a][p][b][0];
-      }
-      partials[b] += c * (row_slope[0] + fy * (row_slope[1] - row_slope[0]));
-      partials[kMaxCorners + a] += c * (row_value[1] - row_value[0]);
-      partials[2 * kMaxCorners + a * kMaxCorners + b] += row_value[0] + fy * (row_value[1] - row_value[0]);
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Transposes (channels-last rows <-> per-channel rows; rows <-> columns for the running sums along x).
@@ -236,12 +136,12 @@ void running_sums_nhwc(const scalar_t* image, int y, int W, int64_t C, int64_t c
 //     X_a[v][x] = sum_b coef[a][b] sum_q wx[b][q] * P[v][x - r + tx[b] + q],   P[v][u] = sum_{s < u} input[v][s],
 //
 // with (wx[b][0], wx[b][1]) = (1 - fx[b], fx[b]), likewise wy, and indices clamped into [0, H] and
-// [0, W] as for the SAT (which is Q with coef = 1 and no taps along x). A row a of coefficients that is
+// [0, W] as for the SAT (S[i][u] = sum_{v < i} P[v][u]). A row a of coefficients that is
 // a multiple of an earlier row shares that row's Q (group): a plain box, coefficients [[1, -1], [-1, 1]],
 // has one group, so it costs 4 multiply-adds along x and 4 along y per output, all in loops over
 // contiguous memory; the running sums are along x per input row (P, shared by the m outputs of an input
-// channel) and along y per column (Q). Against sampling the 2-D table, the sums are smaller and round
-// less.
+// channel) and along y per column (Q). Compared with sampling the 2-D table, the sums are smaller (a
+// row's, then a column's, not a quadrant's) and round less.
 //
 // P and Q carry margins, so that no read needs a clamp: each row of P has zeros on its left and copies
 // of P[v][W] on its right (PrefixLayout), and Q has zero rows above row 1 and copies of row H below
@@ -584,41 +484,127 @@ struct PlaneScratch {
 };
 
 // ---------------------------------------------------------------------------------------------------
+// The box gradients. Every gradient of output channel j's corners and coefficients is a combination,
+// with that channel's constant weights, of the sums
+//
+//     dots[a][p][b][q] = sum_y sum_x g[y][x] * S[y - r + ty[a] + p][x - r + tx[b] + q]
+//
+// (g the output gradient, S the input's summed-area table, indices clamped): the derivative of a
+// bilinear sample is a difference of the two table values it interpolates. The sums are taken row by
+// row (each row's in acc_t, added up in double) and combined once per channel (add_corner_grads).
+
+// The summed-area table of a plane with the margins of PrefixLayout, so that reads at columns u < 0
+// give 0 and at u > W give S[i][W] without a clamp: (H + 1) rows of pl.pitch, row 0 zero. On entry,
+// rows 1..H hold P (the plane's build_prefix_plane or build_prefix_tile_nhwc rows); the running sums
+// down the columns turn them into the table in place.
+template <typename acc_t>
+void sat_from_prefix(acc_t* sat, const PrefixLayout& pl, int H) {
+  for (int i = 1; i <= H; ++i) {
+    const acc_t* __restrict__ above = sat + (i - 1) * pl.pitch;
+    acc_t* __restrict__ row = sat + i * pl.pitch;
+#pragma omp simd
+    for (int u = 0; u < pl.pitch; ++u) row[u] = above[u] + row[u];
+  }
+}
+
+// out[j] += sum_x g[x] * s[x + offset[j]] for j < n, x < W.
+template <typename acc_t>
+void row_dots(const acc_t* g, const acc_t* s, const int* offset, int n, int W, double* out) {
+  for (int j = 0; j < n; ++j) {
+    const acc_t* sj = s + offset[j];
+    acc_t sum = acc_t(0);
+#pragma omp simd reduction(+ : sum)
+    for (int x = 0; x < W; ++x) sum += g[x] * sj[x];
+    out[j] += static_cast<double>(sum);
+  }
+}
+
+#if defined(__AVX2__)
+// row_dots for floats, N offsets: g is read once per 8 columns for all of them.
+template <int N>
+void row_dots_avx2(const float* g, const float* s, const int* offset, int W, double* out) {
+  __m256 acc[N];
+  for (int j = 0; j < N; ++j) acc[j] = _mm256_setzero_ps();
+  int x = 0;
+  for (; x + 8 <= W; x += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + x);
+    for (int j = 0; j < N; ++j) acc[j] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(s + offset[j] + x), acc[j]);
+  }
+  for (int j = 0; j < N; ++j) {
+    const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
+    const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    float sum = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+    for (int u = x; u < W; ++u) sum += g[u] * s[offset[j] + u];
+    out[j] += static_cast<double>(sum);
+  }
+}
+#endif
+
+struct CornerDots {
+  double v[kMaxCorners][2][kMaxCorners][2] = {};  // [a][p][b][q], see above
+};
+
+// Adds output row y's terms to `dots`. sat: the input channel's table (sat_from_prefix layout); g: the
+// output gradient's row y.
+template <typename acc_t>
+void add_corner_dots_row(const acc_t* sat, const PrefixLayout& pl, int H, int W, const CornerTable<acc_t>& t, int r,
+                         int y, const acc_t* g, CornerDots& dots) {
+  int offset[kMaxTaps];
+  const int n = 2 * t.nx;
+  for (int b = 0; b < t.nx; ++b)
+    for (int q = 0; q < 2; ++q) offset[2 * b + q] = t.tx[b] - r + q;
+  for (int a = 0; a < t.ny; ++a) {
+    for (int p = 0; p < 2; ++p) {
+      const acc_t* row = sat + clamp_index(y - r + t.ty[a] + p, 0, H) * pl.pitch + pl.left;
+      double* out = &dots.v[a][p][0][0];  // [b][q] at 2 * b + q
+#if defined(__AVX2__)
+      if constexpr (std::is_same_v<acc_t, float>) {
+        switch (n) {
+          case 2: row_dots_avx2<2>(g, row, offset, W, out); continue;
+          case 4: row_dots_avx2<4>(g, row, offset, W, out); continue;
+          case 6: row_dots_avx2<6>(g, row, offset, W, out); continue;
+        }
+      }
+#endif
+      row_dots(g, row, offset, n, W, out);
+    }
+  }
+}
+
+// Gradient partials of one output channel (see kNumGradPartials for the layout) from its summed dots.
+template <typename acc_t>
+void add_corner_grads(const CornerTable<acc_t>& t, const CornerDots& dots, double* partials) {
+  for (int a = 0; a < t.ny; ++a) {
+    const double fy = t.fy[a];
+    for (int b = 0; b < t.nx; ++b) {
+      const double fx = t.fx[b];
+      const double c = t.coef[a][b];
+      double row_value[2], row_slope[2];
+      for (int p = 0; p < 2; ++p) {
+        const double* d = dots.v[a][p][b];
+        row_value[p] = d[0] + fx * (d[1] - d[0]);
+        row_slope[p] = d[1] - d[0];
+      }
+      partials[b] += c * (row_slope[0] + fy * (row_slope[1] - row_slope[0]));
+      partials[kMaxCorners + a] += c * (row_value[1] - row_value[0]);
+      partials[2 * kMaxCorners + a * kMaxCorners + b] += row_value[0] + fy * (row_value[1] - row_value[0]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Channels-last (NHWC) kernels. A channels-last input is filtered in place, with no conversion of the
 // tensor to NCHW and back: each task takes one image n and a block of channels, forms the running sums
 // along x of those channels together (they are contiguous in the input), transposes them into
 // per-channel rows, filters each output channel as a plane like the NCHW kernels (same functions, same
 // order of operations, so the two layouts give the same bits), and writes each output pixel's block of
-// channels contiguously. The corner gradients use the block's summed-area tables (tile), which hold,
-// for SAT row i, the rows of channel cl at tile + (i * channels + cl) * sat_stride(W).
+// channels contiguously. The box gradients use the block's summed-area tables, one plane per channel
+// (sat_from_prefix layout), and the output gradient's rows transposed per channel.
 
 // Channels per task: 8 outputs (one vector of floats when transposed), no more than C. A block's
 // scratch (8 planes of P and of outputs at 64 x 64) stays in the L2 cache.
 inline int64_t channel_block(int64_t C, int64_t m) {
   return std::max<int64_t>(1, std::min<int64_t>(C, 16 / std::max<int64_t>(1, m)));
-}
-
-// Tables of channels [c0, c0 + channels) of one NHWC image with C channels (see above). run: scratch of
-// `channels` running sums; stage: of W * channels.
-template <typename scalar_t, typename acc_t>
-void build_sat_tile_nhwc(const scalar_t* image, int H, int W, int64_t C, int64_t c0, int64_t channels, acc_t* tile,
-                         acc_t* run, acc_t* stage) {
-  const int stride = sat_stride(W);
-  const int64_t pitch = channels * stride;
-  std::fill(tile, tile + pitch, acc_t(0));
-  for (int y = 0; y < H; ++y) {
-    acc_t* row = tile + (y + 1) * pitch;
-    const acc_t* prev = row - pitch;
-    running_sums_nhwc(image, y, W, C, c0, channels, run, stage);
-    transpose(stage, channels, row + 1, stride, W, channels);
-    for (int64_t cl = 0; cl < channels; ++cl) {
-      acc_t* __restrict__ dst = row + cl * stride;
-      const acc_t* __restrict__ above = prev + cl * stride;
-      dst[0] = acc_t(0);
-#pragma omp simd
-      for (int x = 1; x <= W; ++x) dst[x] += above[x];
-    }
-  }
 }
 
 // dst[(y * W + x) * C + q] = planes[q * H * W + y * W + x] for q < channels: per-channel planes written
@@ -699,9 +685,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu_nhwc(
     const scalar_t* go = grad_output.data_ptr<scalar_t>();
     scalar_t* gi = grad_input.data_ptr<scalar_t>();
     at::parallel_for(0, s.N * blocks_per_image, 1, [&](int64_t begin, int64_t end) {
-      const size_t tile_rows = static_cast<size_t>(H + 1) * sat_stride(W);
-      std::vector<acc_t> tile_input(want_corners ? tile_rows * block : 0);
       PlaneScratch<acc_t> scratch(H, W, k, want_input ? block * s.m : 0);
+      // The block's input tables, one (H + 1)-row plane per channel (sat_from_prefix layout).
+      PrefixLayout table_layout = scratch.pl;
+      table_layout.plane = static_cast<int64_t>(H + 1) * scratch.pl.pitch;
+      std::vector<acc_t> tables_input(want_corners ? static_cast<size_t>(block * table_layout.plane) : 0, acc_t(0));
+      std::vector<CornerTable<acc_t>> tables(block * s.m);
+      std::vector<CornerDots> dots(block * s.m);
       std::vector<acc_t> run(block * s.m), stage(block * s.m * W);
       std::vector<acc_t> planes(want_input ? static_cast<size_t>(block) * H * W : 0);
       std::vector<acc_t> term(want_input && s.m > 1 ? static_cast<size_t>(H) * W : 0);
@@ -727,20 +717,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu_nhwc(
           store_planes_nhwc(planes.data(), H, W, channels, s.C, gi + n * H * W * s.C + c0);
         }
         if (want_corners) {
-          build_sat_tile_nhwc(in + n * H * W * s.C, H, W, s.C, c0, channels, tile_input.data(), run.data(), stage.data());
-          std::vector<CornerTable<acc_t>> tables(outputs);
-          for (int64_t q = 0; q < outputs; ++q)
+          build_prefix_tile_nhwc(in + n * H * W * s.C, H, W, s.C, c0, channels, table_layout,
+                                 tables_input.data() + table_layout.pitch, run.data(), stage.data());
+          for (int64_t cl = 0; cl < channels; ++cl)
+            sat_from_prefix(tables_input.data() + cl * table_layout.plane, table_layout, H);
+          for (int64_t q = 0; q < outputs; ++q) {
             tables[q] = table_for<scalar_t, coord_t>(xs, ys, coef, c0 * s.m + q, s, k, snapped, false);
-          const int64_t pitch = channels * sat_stride(W);
+            dots[q] = CornerDots();
+          }
           for (int y = 0; y < H; ++y) {
             const int64_t pixel_row = (n * H + y) * W;
             load_rows_nhwc(go + pixel_row * s.C_out + c0 * s.m, W, outputs, s.C_out, grad_rows.data());
-            for (int64_t q = 0; q < outputs; ++q) {
-              const acc_t* channel_tile = tile_input.data() + (q / s.m) * sat_stride(W);
-              double* p = partials.data() + (n * s.C_out + c0 * s.m + q) * kNumGradPartials;
-              corner_grads_row(channel_tile, pitch, H, W, tables[q], r, y, grad_rows.data() + q * W, p);
-            }
+            for (int64_t q = 0; q < outputs; ++q)
+              add_corner_dots_row(tables_input.data() + (q / s.m) * table_layout.plane, table_layout, H, W, tables[q],
+                                  r, y, grad_rows.data() + q * W, dots[q]);
           }
+          for (int64_t q = 0; q < outputs; ++q)
+            add_corner_grads(tables[q], dots[q], partials.data() + (n * s.C_out + c0 * s.m + q) * kNumGradPartials);
         }
       }
     });
@@ -818,15 +811,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
     const scalar_t* go = grad_output.data_ptr<scalar_t>();
     scalar_t* gi = grad_input.data_ptr<scalar_t>();
     at::parallel_for(0, num_tasks, 1, [&](int64_t task_begin, int64_t task_end) {
-      std::vector<acc_t> sat_input(want_corners ? static_cast<size_t>(H + 1) * sat_stride(W) : 0), grow(W);
       PlaneScratch<acc_t> scratch(H, W, k, want_input ? 1 : 0);
+      // The input plane's table (sat_from_prefix layout) and a row of the output gradient in acc_t.
+      std::vector<acc_t> table_input(want_corners ? static_cast<size_t>(H + 1) * scratch.pl.pitch : 0, acc_t(0));
+      std::vector<acc_t> grow(W);
       std::vector<acc_t> gi_plane(want_input ? static_cast<size_t>(H) * W : 0);
       std::vector<acc_t> term(want_input && s.m > 1 ? static_cast<size_t>(H) * W : 0);
       for (int64_t task = task_begin; task < task_end; ++task) {
         double* task_partials = want_corners ? partials.data() + task * s.C_out * kNumGradPartials : nullptr;
         for (int64_t plane = task * num_planes / num_tasks; plane < (task + 1) * num_planes / num_tasks; ++plane) {
           const int64_t n = plane / s.C, c = plane % s.C;
-          if (want_corners) build_sat(in + plane * H * W, H, W, sat_input.data());
+          if (want_corners) {
+            build_prefix_plane(in + plane * H * W, H, W, scratch.pl, table_input.data() + scratch.pl.pitch);
+            sat_from_prefix(table_input.data(), scratch.pl, H);
+          }
           for (int64_t jj = 0; jj < s.m; ++jj) {
             const int64_t j = c * s.m + jj;
             const scalar_t* g_plane = go + (n * s.C_out + j) * H * W;
@@ -841,11 +839,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
             }
             if (want_corners) {
               const auto table = table_for<scalar_t, coord_t>(xs, ys, coef, j, s, k, snapped, false);
-              double* p = task_partials + j * kNumGradPartials;
+              CornerDots dots;
               for (int y = 0; y < H; ++y) {
-                for (int x = 0; x < W; ++x) grow[x] = static_cast<acc_t>(g_plane[y * W + x]);
-                corner_grads_row(sat_input.data(), sat_stride(W), H, W, table, r, y, grow.data(), p);
+                const acc_t* g_row = grow.data();
+                if (std::is_same_v<scalar_t, acc_t>)  // read in place
+                  g_row = reinterpret_cast<const acc_t*>(g_plane + y * W);
+                else
+                  for (int x = 0; x < W; ++x) grow[x] = static_cast<acc_t>(g_plane[y * W + x]);
+                add_corner_dots_row(table_input.data(), scratch.pl, H, W, table, r, y, g_row, dots);
               }
+              add_corner_grads(table, dots, task_partials + j * kNumGradPartials);
             }
           }
           if (want_input) {

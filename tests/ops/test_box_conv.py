@@ -154,7 +154,7 @@ COEFFICIENTS = {
 @pytest.mark.parametrize("coefficients", COEFFICIENTS)
 def test_float32_kernel_matches_float64_reference(layout, shape, coefficients):
     """The compiled float32 kernels (vectorised where the CPU allows) against the float64 reference:
-    output and input gradient, for every coefficient structure, in both layouts."""
+    output and every gradient, for every coefficient structure, in both layouts."""
     n, c, h, w, k, m = shape
     generator = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(n, c, h, w, generator=generator)
@@ -170,18 +170,20 @@ def test_float32_kernel_matches_float64_reference(layout, shape, coefficients):
         coef = torch.tensor(coef_values).expand(c * m, 3, 3).contiguous()
     if layout == "channels_last":
         x, g = x.contiguous(memory_format=CL), g.contiguous(memory_format=CL)
-    with use_impl("reference"):
-        xr = x.double().requires_grad_()
-        ref = box_filter(xr, xs.double(), ys.double(), coef.double(), k)
-        (ref_gx,) = torch.autograd.grad(ref, [xr], g.double())
-    with use_impl("cpu"):
-        x32 = x.clone().requires_grad_()
-        out = box_filter(x32, xs, ys, coef, k)
-        (gx,) = torch.autograd.grad(out, [x32], g)
-    assert out.dtype == torch.float32 and gx.dtype == torch.float32
-    for got, expected in ((out, ref), (gx, ref_gx)):
+    results = {}
+    for impl, dtype in (("reference", torch.float64), ("cpu", torch.float32)):
+        inputs = [t.to(dtype).requires_grad_() for t in (x, xs, ys, coef)]
+        with use_impl(impl):
+            out = box_filter(*inputs, k)
+            grads = torch.autograd.grad(out, inputs, g.to(dtype))
+        assert out.dtype == dtype and all(grad.dtype == dtype for grad in grads)
+        results[impl] = [out.detach(), *grads]
+    names = ["output", "grad input", "grad xs", "grad ys", "grad coef"]
+    for name, got, expected in zip(names, results["cpu"], results["reference"]):
         scale = expected.abs().max().item()
-        torch.testing.assert_close(got.double(), expected.detach(), rtol=1e-5, atol=1e-5 * scale)
+        torch.testing.assert_close(
+            got.double(), expected, rtol=1e-5, atol=1e-5 * scale, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
