@@ -128,7 +128,8 @@ def write_run_config(output_dir: Path, cfg: dict[str, Any], resumed: bool, chang
 def resolve_channels_last(channels_last: bool | str, device: torch.device) -> bool:
     """``trainer.channels_last``: true, false, or "auto" = channels-last on CUDA (cuDNN's fast path) and NCHW
     on the CPU, where it depends on the model and size: the demo's boxnet_tiny at 96x96 trains faster in
-    NCHW, the full BoxNet at 128x128 in channels-last (scripts/bench_models.py, docs/BENCHMARKS.md)."""
+    NCHW, the full BoxNet at 128x128 about as fast or faster in channels-last (scripts/bench_models.py,
+    docs/BENCHMARKS.md)."""
     if channels_last == "auto":
         return device.type == "cuda"
     if not isinstance(channels_last, bool):
