@@ -86,30 +86,11 @@ void transpose(const src_t* src, int64_t ld_src, dst_t* dst, int64_t ld_dst, int
 // Running sums along row y of channels [c0, c0 + channels) of one NHWC image with C channels, all
 // channels at once: stage[x * channels + cl] = sum of image[y][u][c0 + cl] for u <= x, added in the
 // order u = 0, 1, ... (the order of every running sum along x in this file). run: scratch of `channels`.
+// (Float blocks in whole vectors of 8 channels take build_prefix_tile_nhwc's register path instead.)
 template <typename scalar_t, typename acc_t>
 void running_sums_nhwc(const scalar_t* image, int y, int W, int64_t C, int64_t c0, int64_t channels, acc_t* run,
                        acc_t* stage) {
   const scalar_t* in = image + static_cast<int64_t>(y) * W * C + c0;
-#if defined(__AVX2__)
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    if (channels == 8 || channels == 16) {  // the sums in registers
-      __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
-      for (int x = 0; x < W; ++x) {
-        const float* pixel = in + static_cast<int64_t>(x) * C;
-        __builtin_prefetch(pixel + static_cast<int64_t>(W) * C);  // see below
-        __builtin_prefetch(pixel + static_cast<int64_t>(W) * C + channels - 1);
-        float* sums = stage + static_cast<int64_t>(x) * channels;
-        sum0 = _mm256_add_ps(sum0, _mm256_loadu_ps(pixel));
-        _mm256_storeu_ps(sums, sum0);
-        if (channels == 16) {
-          sum1 = _mm256_add_ps(sum1, _mm256_loadu_ps(pixel + 8));
-          _mm256_storeu_ps(sums + 8, sum1);
-        }
-      }
-      return;
-    }
-  }
-#endif
   std::fill(run, run + channels, acc_t(0));
   for (int x = 0; x < W; ++x) {
     const scalar_t* __restrict__ pixel = in + static_cast<int64_t>(x) * C;
@@ -601,8 +582,8 @@ void add_corner_grads(const CornerTable<acc_t>& t, const CornerDots& dots, doubl
 // channels contiguously. The box gradients use the block's summed-area tables, one plane per channel
 // (sat_from_prefix layout), and the output gradient's rows transposed per channel.
 
-// Channels per task: 8 outputs (one vector of floats when transposed), no more than C. A block's
-// scratch (8 planes of P and of outputs at 64 x 64) stays in the L2 cache.
+// Channels per task: 16 outputs, no more than C. For m = 1 each pixel's block is one whole cache line
+// of floats, so every line of the input is read by one task (a block of 8 would read each line twice).
 inline int64_t channel_block(int64_t C, int64_t m) {
   return std::max<int64_t>(1, std::min<int64_t>(C, 16 / std::max<int64_t>(1, m)));
 }
