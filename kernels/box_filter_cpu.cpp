@@ -773,10 +773,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
   if (is_channels_last(input_)) return backward_cpu_nhwc(grad_output_, input_, xs, ys, coef, s, k, snapped, mask);
   const at::Tensor input = input_.contiguous();
   const at::Tensor grad_output = grad_output_.to(input.scalar_type()).contiguous();
-  at::Tensor grad_input = at::zeros_like(input);
-  at::Tensor grad_xs = at::zeros_like(xs), grad_ys = at::zeros_like(ys), grad_coef = at::zeros_like(coef);
   const bool want_input = mask[0];
   const bool want_corners = mask[1] || mask[2] || mask[3];
+  at::Tensor grad_input = want_input ? at::empty_like(input) : at::zeros_like(input);  // every plane written
+  at::Tensor grad_xs = at::zeros_like(xs), grad_ys = at::zeros_like(ys), grad_coef = at::zeros_like(coef);
   if (input.numel() == 0 || (!want_input && !want_corners)) return {grad_input, grad_xs, grad_ys, grad_coef};
   const int H = static_cast<int>(s.H), W = static_cast<int>(s.W), r = static_cast<int>((k - 1) / 2);
   // Planes are split into a fixed number of tasks, each with its own gradient partials, so that the
@@ -796,7 +796,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
       // The input plane's table (sat_from_prefix layout) and a row of the output gradient in acc_t.
       std::vector<acc_t> table_input(want_corners ? static_cast<size_t>(H + 1) * scratch.pl.pitch : 0, acc_t(0));
       std::vector<acc_t> grow(W);
-      std::vector<acc_t> gi_plane(want_input ? static_cast<size_t>(H) * W : 0);
+      // grad_input's plane is summed in place where scalar_t is acc_t, else in gi_plane and converted.
+      constexpr bool in_place = std::is_same_v<scalar_t, acc_t>;
+      std::vector<acc_t> gi_plane(want_input && !in_place ? static_cast<size_t>(H) * W : 0);
       std::vector<acc_t> term(want_input && s.m > 1 ? static_cast<size_t>(H) * W : 0);
       for (int64_t task = task_begin; task < task_end; ++task) {
         double* task_partials = want_corners ? partials.data() + task * s.C_out * kNumGradPartials : nullptr;
@@ -806,6 +808,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
             build_prefix_plane(in + plane * H * W, H, W, scratch.pl, table_input.data() + scratch.pl.pitch);
             sat_from_prefix(table_input.data(), scratch.pl, H);
           }
+          scalar_t* dst = gi + plane * H * W;
+          acc_t* sum = in_place ? reinterpret_cast<acc_t*>(dst) : gi_plane.data();
           for (int64_t jj = 0; jj < s.m; ++jj) {
             const int64_t j = c * s.m + jj;
             const scalar_t* g_plane = go + (n * s.C_out + j) * H * W;
@@ -814,9 +818,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
               build_prefix_plane(g_plane, H, W, scratch.pl, scratch.prefix.data());
               const auto mirrored = table_for<scalar_t, coord_t>(xs, ys, coef, j, s, k, snapped, true);
               filter_plane(scratch.prefix.data(), scratch.pl, scratch.ql, H, W, separable_filter(mirrored, r),
-                           scratch.sums.data(), jj == 0 ? gi_plane.data() : term.data());
+                           scratch.sums.data(), jj == 0 ? sum : term.data());
               if (jj > 0)
-                for (int64_t i = 0; i < static_cast<int64_t>(H) * W; ++i) gi_plane[i] += term[i];
+                for (int64_t i = 0; i < static_cast<int64_t>(H) * W; ++i) sum[i] += term[i];
             }
             if (want_corners) {
               const auto table = table_for<scalar_t, coord_t>(xs, ys, coef, j, s, k, snapped, false);
@@ -832,10 +836,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
               add_corner_grads(table, dots, task_partials + j * kNumGradPartials);
             }
           }
-          if (want_input) {
-            scalar_t* dst = gi + plane * H * W;
+          if (want_input && !in_place)
             for (int64_t i = 0; i < static_cast<int64_t>(H) * W; ++i) dst[i] = static_cast<scalar_t>(gi_plane[i]);
-          }
         }
       }
     });
