@@ -1,17 +1,21 @@
 """Inference and training time per image of BoxNet, its ablations and SimpleBaseline-R50; prints one JSON
-object (with the ratios SimpleBaseline time / BoxNet time under ``"ratios"``, and the models' arithmetic
-rates relative to SimpleBaseline's under ``"rate_ratios"``).
+object (with the ratios SimpleBaseline time / BoxNet time under ``"ratios"`` and ``"paired_ratios"``, and
+the models' arithmetic rates relative to SimpleBaseline's under ``"rate_ratios"``).
 
-All figures of one setting come from one process, interleaved: every round times each variant once
-(A B C ... A B C ...), and a figure is the median over the rounds, so that a change in the machine's
-load hits every variant alike. Settings:
+All figures of one setting come from one process, interleaved: every round times each variant once,
+starting one variant later each round (A B C, B C A, C A B, ...), and a time is the median over the
+rounds, so that a change in the machine's load hits every variant alike. ``"ratios"`` divide the medians;
+``"paired_ratios"`` divide the two times of each round (taken minutes, not hours, apart) and give the
+median and quartiles of those ratios over the rounds: the spread says how far to trust the figure on a
+shared machine. Settings:
 
 - CPU inference: batch 4 at 256x256, fp32, eval mode, ``torch.no_grad``; NCHW and channels-last, the
   eager model and :func:`boxpose.models.prepare_for_inference` of it (BatchNorms folded).
 - CPU training step: batch 8 at 128x128, fp32: forward, MSE loss against a target heatmap, backward,
   Adam step and the box projection the trainer applies (``project_boxes_``); NCHW and channels-last.
 - The box op's forward at (8, 192, 64, 64), k = 25, fp32, NCHW and NHWC, against ``x.clone()`` of the
-  same tensor (one read and one write: the memory-bandwidth limit).
+  same tensor (one read and one write: the memory-bandwidth limit); ``--op-rounds`` rounds (50: a call
+  takes milliseconds, and single calls vary by tens of percent on a shared machine).
 - CUDA (when a GPU is present): inference (batch 64, bf16 autocast) and the training step (batch 64,
   256x256, bf16 autocast, channels-last), timed with CUDA events; each row's peak memory: the most one
   call allocates above what is resident before it (every variant's weights and optimizer state stay
@@ -40,8 +44,6 @@ import copy
 import json
 import platform
 import resource
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +51,7 @@ import torch
 from torch import nn
 
 from boxpose.engine.memory import retain_freed_memory
+from boxpose.engine.timing import interleaved_times, medians, paired_ratio
 from boxpose.models import build_model, list_models, prepare_for_inference
 from boxpose.models.counting import count_macs
 from boxpose.nn import project_boxes_
@@ -79,45 +82,6 @@ def _train_step(
     loss.backward()
     optimizer.step()
     project_boxes_(model)
-
-
-def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
-    """A function timing one call in milliseconds (CUDA events on a GPU, perf_counter on the CPU)."""
-    if device.type == "cuda":
-
-        def time_cuda(fn: Callable[[], Any]) -> float:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end)
-
-        return time_cuda
-
-    def time_cpu(fn: Callable[[], Any]) -> float:
-        start = time.perf_counter()
-        fn()
-        return 1000.0 * (time.perf_counter() - start)
-
-    return time_cpu
-
-
-def interleaved_medians(
-    calls: dict[str, Callable[[], Any]], rounds: int, warmup: int, device: torch.device
-) -> dict[str, float]:
-    """Median time (ms) of each call over ``rounds`` rounds; every round runs every call once, in order."""
-    timer = _timer(device)
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    times: dict[str, list[float]] = {key: [] for key in calls}
-    for _ in range(rounds):
-        for key, fn in calls.items():
-            times[key].append(timer(fn))
-    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def _inference_calls(
@@ -244,11 +208,37 @@ def _rows(
 
 def best_times(rows: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[str, float]:
     """Each model's fastest ms per image over the memory formats, among ``variants``."""
-    best: dict[str, float] = {}
+    return {model: row["ms_per_image"] for model, row in best_rows(rows, variants).items()}
+
+
+def best_rows(rows: list[dict[str, Any]], variants: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Each model's fastest row (by ms per image) over the memory formats, among ``variants``."""
+    best: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["variant"] in variants:
-            best[row["model"]] = min(best.get(row["model"], float("inf")), row["ms_per_image"])
+            if row["model"] not in best or row["ms_per_image"] < best[row["model"]]["ms_per_image"]:
+                best[row["model"]] = row
     return best
+
+
+def paired_baseline_ratios(
+    rows: list[dict[str, Any]], variants: tuple[str, ...], times: dict[str, list[float]]
+) -> dict[str, dict[str, float]]:
+    """SimpleBaseline's time / each other model's, per round (each model at its fastest memory format, as
+    in :func:`best_times`), summarised by :func:`paired_ratio`."""
+    best = best_rows(rows, variants)
+    if BASELINE not in best:
+        return {}
+
+    def key(row: dict[str, Any]) -> str:
+        return f"{row['model']}|{row['memory_format']}|{row['variant']}"
+
+    baseline = times[key(best[BASELINE])]
+    return {
+        f"sb_over_{name}": paired_ratio(baseline, times[key(row)])
+        for name, row in best.items()
+        if name != BASELINE
+    }
 
 
 def rate_ratios(time_ratios: dict[str, float], mac_ratios: dict[str, float]) -> dict[str, float]:
@@ -278,12 +268,12 @@ def bench_setting(
         torch.cuda.reset_peak_memory_stats()
     build = _inference_calls if kind == "inference" else _training_calls
     calls = build(args.models, formats, args.num_joints, batch, size, device, amp, args.compile)
-    medians = interleaved_medians(calls, args.rounds, args.warmup, device)
+    times = interleaved_times(calls, args.rounds, args.warmup, device)
     overall_peak_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None
     peaks = peak_memory_mb(calls) if device.type == "cuda" else {}
     faults = page_faults_per_call(calls) if device.type == "cpu" else {}
     gmacs = exact_gmacs(args.models, args.num_joints, size)
-    rows = _rows(medians, batch, peaks, faults, gmacs)
+    rows = _rows(medians(times), batch, peaks, faults, gmacs)
     result: dict[str, Any] = {
         "batch": batch,
         "input_size": list(size),
@@ -298,11 +288,10 @@ def bench_setting(
         result["sb_over_model_macs"] = {
             f"sb_over_{name}": round(gmacs[BASELINE] / g, 3) for name, g in gmacs.items() if name != BASELINE
         }
-    if kind == "inference":
-        result["sb_over_model_prepared"] = baseline_ratios(best_times(rows, ("prepared",)))
-        result["sb_over_model_eager"] = baseline_ratios(best_times(rows, ("eager",)))
-    else:
-        result["sb_over_model"] = baseline_ratios(best_times(rows, ("train",)))
+    classes = {"_prepared": ("prepared",), "_eager": ("eager",)} if kind == "inference" else {"": ("train",)}
+    for suffix, variants in classes.items():
+        result[f"sb_over_model{suffix}"] = baseline_ratios(best_times(rows, variants))
+        result[f"paired_sb_over_model{suffix}"] = paired_baseline_ratios(rows, variants, times)
     if overall_peak_mb is not None:
         result["peak_memory_mb"] = overall_peak_mb  # every variant resident at once
     return result
@@ -327,14 +316,17 @@ def bench_op(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         x = torch.randn(shape, device=device).contiguous(memory_format=layout)
         calls[f"box|{fmt}"] = lambda x=x: box_conv2d(x, boxes, k)
         calls[f"clone|{fmt}"] = lambda x=x: x.clone()
-    medians = interleaved_medians(calls, max(args.rounds, 5), args.warmup, device)
+    times = interleaved_times(calls, args.op_rounds, args.warmup, device)
+    median = medians(times)
     result: dict[str, Any] = {"shape": list(shape), "max_size": k, "dtype": "float32"}
+    result["rounds"] = args.op_rounds
     for fmt in FORMATS:
-        box, clone = medians[f"box|{fmt}"], medians[f"clone|{fmt}"]
+        box, clone = median[f"box|{fmt}"], median[f"clone|{fmt}"]
         result[fmt] = {
             "box_ms": round(box, 3),
             "clone_ms": round(clone, 3),
             "box_over_clone": round(box / clone, 2),
+            "box_over_clone_paired": paired_ratio(times[f"box|{fmt}"], times[f"clone|{fmt}"]),
         }
     return result
 
@@ -349,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; figures are medians")
     parser.add_argument("--cpu-iters", type=int, default=None, help="same as --rounds (older name)")
+    parser.add_argument("--op-rounds", type=int, default=50, help="interleaved rounds of the op setting")
     parser.add_argument("--warmup", "--cpu-warmup", type=int, default=1, help="untimed calls per variant")
     parser.add_argument("--infer-batch", type=int, default=4)
     parser.add_argument("--infer-size", type=int, nargs=2, default=[256, 256], metavar=("W", "H"))
@@ -379,6 +372,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "op": None,
         "cuda": None,
         "ratios": {},
+        "paired_ratios": {},
         "rate_ratios": {},
     }
     if "inference" in args.only:
@@ -410,6 +404,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if key.startswith("sb_over_model") and key != "sb_over_model_macs" and ratios:
                     name = f"{where}_{kind}{key.removeprefix('sb_over_model')}"
                     report["ratios"][name] = ratios
+                    report["paired_ratios"][name] = result[f"paired_{key}"]
                     report["rate_ratios"][name] = rate_ratios(ratios, result.get("sb_over_model_macs", {}))
     print(json.dumps(report, indent=2))
     return report

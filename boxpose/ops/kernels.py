@@ -101,7 +101,8 @@ def _pip_cuda_runtime_dirs() -> list[str]:
     return dirs
 
 
-def _cpu_flags() -> list[str]:
+def cpu_flags() -> list[str]:
+    """The compiler flags of the CPU libraries on this machine."""
     flags = ["-O3", "-fopenmp"]
     capability = torch.backends.cpu.get_cpu_capability()
     # The library is built on the machine that runs it, so its vector extensions can be used; the cache
@@ -136,7 +137,7 @@ def _compile_and_load(library: Library, verbose: bool) -> None:
         raise KernelBuildError(f"kernel sources missing: {missing}. Reinstall boxpose. {_FALLBACK_HINT}")
     build_dir = cache_dir() / library.name
     build_dir.mkdir(parents=True, exist_ok=True)
-    extra_cflags = [] if library.cuda else _cpu_flags()
+    extra_cflags = [] if library.cuda else cpu_flags()
     extra_ldflags = [] if library.cuda else ["-fopenmp"]
     extra_cuda_cflags = []
     needs = "a C++17 compiler and ninja" + (

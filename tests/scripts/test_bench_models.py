@@ -27,12 +27,19 @@ def test_ratios_take_each_models_fastest_memory_format() -> None:
     assert bench.baseline_ratios({"boxnet": 80.0}) == {}  # no baseline measured, no ratio
 
 
-def test_interleaved_medians_runs_every_call_once_per_round() -> None:
-    order: list[str] = []
-    calls = {name: (lambda name=name: order.append(name)) for name in "ab"}
-    medians = bench.interleaved_medians(calls, rounds=3, warmup=1, device=bench.torch.device("cpu"))
-    assert order == ["a", "b"] + ["a", "b"] * 3  # warm-up, then A B A B A B
-    assert set(medians) == {"a", "b"} and all(ms >= 0 for ms in medians.values())
+def test_paired_baseline_ratios_pair_each_model_at_its_fastest_format_with_the_baselines() -> None:
+    def row(model: str, fmt: str, ms: float) -> dict:
+        return {"model": model, "memory_format": fmt, "variant": "prepared", "ms_per_image": ms}
+
+    sb = "simple_baseline_r50"
+    rows = [row("boxnet", "nchw", 100.0), row("boxnet", "channels_last", 80.0), row(sb, "nchw", 120.0)]
+    times = {
+        "boxnet|nchw|prepared": [100.0, 100.0],
+        "boxnet|channels_last|prepared": [80.0, 40.0],
+        f"{sb}|nchw|prepared": [120.0, 80.0],
+    }
+    paired = bench.paired_baseline_ratios(rows, ("prepared",), times)
+    assert paired == {"sb_over_boxnet": {"median": 1.75, "q25": 1.75, "q75": 1.75}}  # (1.5 + 2.0) / 2
 
 
 def test_true_macs_give_the_ratio_equal_arithmetic_rates_would() -> None:
@@ -80,5 +87,17 @@ def test_tiny_run_reports_every_variant(
     assert report["cpu"]["inference"]["exact_gmacs_per_image"]["boxnet_tiny"] > 0
     assert report["retain_freed_memory"] is False
     assert len(report["cpu"]["training"]["results"]) == 2
-    assert report["ratios"] == {} and report["rate_ratios"] == {}  # SimpleBaseline not measured
+    assert report["ratios"] == {} and report["paired_ratios"] == {}  # SimpleBaseline not measured
+    assert report["rate_ratios"] == {}
     assert '"cpu_threads": 1' in capsys.readouterr().out
+
+
+def test_op_setting_pairs_each_forward_with_a_clone_of_its_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOXPOSE_RETAIN_MEMORY", "0")
+    report = bench.main(["--only", "op", "--op-rounds", "3", "--threads", "1"])
+    op = report["op"]
+    assert op["rounds"] == 3 and op["shape"] == [8, 192, 64, 64] and op["max_size"] == 25
+    for fmt in ("nchw", "channels_last"):
+        paired = op[fmt]["box_over_clone_paired"]
+        assert set(paired) == {"median", "q25", "q75"}
+        assert paired["q25"] <= paired["median"] <= paired["q75"] and paired["median"] > 0
