@@ -73,15 +73,19 @@ def load_version(name: str, source: str) -> Any:
     text = renamed(source, name)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
-    cpp_extension.load(
-        name=f"ab_{name}",
-        sources=[str(path)],
-        extra_include_paths=[str(source_dir())],  # the headers of this checkout
-        extra_cflags=cpu_flags(),
-        extra_ldflags=["-fopenmp"],
-        build_directory=str(build_dir),
-        is_python_module=False,
-    )
+    try:
+        cpp_extension.load(
+            name=f"ab_{name}",
+            sources=[str(path)],
+            extra_include_paths=[str(source_dir())],  # the headers of this checkout
+            extra_cflags=cpu_flags(),
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build_dir),
+            is_python_module=False,
+        )
+    except Exception as exc:  # the compiler's output is in the message
+        tail = "\n".join(str(exc).strip().splitlines()[-20:])
+        raise RuntimeError(f"version {name!r} did not compile ({path}):\n{tail}") from exc
     return getattr(torch.ops, f"ab_{name}")
 
 

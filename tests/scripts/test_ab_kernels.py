@@ -54,6 +54,13 @@ def test_bad_arguments_are_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--max-size must be a positive odd integer, got 4" in capsys.readouterr().err
 
 
+def test_a_version_that_does_not_compile_is_named(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.cpp"
+    broken.write_text("TORCH_LIBRARY(boxpose_kernels, m) { this is not C++ }\n")
+    with pytest.raises(RuntimeError, match="version 'broken' did not compile"):
+        ab.load_version("broken", broken.read_text())
+
+
 @pytest.mark.slow
 def test_a_compiled_version_computes_what_the_librarys_kernel_computes() -> None:
     """The working tree's kernel, compiled under its own name, gives the library's bits, and the report
