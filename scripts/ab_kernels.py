@@ -6,7 +6,9 @@ timed in interleaved rounds, every version and ``x.clone()`` of the input once p
 (:mod:`boxpose.engine.timing`), so that the machine's load hits every version alike: on a shared machine,
 timing two builds in separate processes minutes apart mixes the load's changes into the difference.
 
-A version is ``name=path`` (a source file) or ``name=git:REV`` (the kernel at a commit). For each memory
+A version is ``name=path`` (a source file) or ``name=git:REV`` (the kernel at a commit), compiled with
+this checkout's headers (``kernels/*.h``), so a version from before a change of the headers may not
+compile; the error names it. For each memory
 layout the report gives every version's median time, its ratio to the first version and to the clone
 (median and quartiles of the per-round ratios), and whether its outputs have the same bits as the first
 version's (``max_abs_diff`` otherwise).
@@ -156,6 +158,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("two versions have the same name")
     if args.max_size < 1 or args.max_size % 2 == 0:
         parser.error(f"--max-size must be a positive odd integer, got {args.max_size}")
+    if min(args.shape) < 1 or args.rounds < 1 or args.threads < 1:
+        got = f"{args.shape}, {args.rounds}, {args.threads}"
+        parser.error(f"--shape, --rounds and --threads must be positive, got {got}")
     torch.set_num_threads(args.threads)
     retain_freed_memory()
     versions = {name: load_version(name, source) for name, source in sources.items()}

@@ -52,6 +52,9 @@ def test_bad_arguments_are_named(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         ab.main([f"a={KERNEL}", "--max-size", "4"])
     assert "--max-size must be a positive odd integer, got 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ab.main([f"a={KERNEL}", "--rounds", "0"])
+    assert "must be positive, got [8, 192, 64, 64], 0, 2" in capsys.readouterr().err
 
 
 def test_a_version_that_does_not_compile_is_named(tmp_path: Path) -> None:
@@ -62,9 +65,12 @@ def test_a_version_that_does_not_compile_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_compiled_version_computes_what_the_librarys_kernel_computes() -> None:
+def test_a_compiled_version_computes_what_the_librarys_kernel_computes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The working tree's kernel, compiled under its own name, gives the library's bits, and the report
     times it against a clone in both layouts."""
+    monkeypatch.setenv("BOXPOSE_RETAIN_MEMORY", "0")  # leave the test process's malloc as it is
     report = ab.main([f"tree={KERNEL}", "--shape", "2", "6", "9", "11", "--max-size", "5", "--rounds", "3"])
     assert report["pass"] == "forward" and report["rounds"] == 3
     for layout in ("nchw", "nhwc"):
