@@ -5,9 +5,9 @@ the models' arithmetic rates relative to SimpleBaseline's under ``"rate_ratios"`
 All figures of one setting come from one process, interleaved: every round times each variant once,
 starting one variant later each round (A B C, B C A, C A B, ...), and a time is the median over the
 rounds, so that a change in the machine's load hits every variant alike. ``"ratios"`` divide the medians;
-``"paired_ratios"`` divide the two times of each round (taken minutes, not hours, apart) and give the
-median and quartiles of those ratios over the rounds: the spread says how far to trust the figure on a
-shared machine. Settings:
+``"paired_ratios"`` divide the two times of each round (taken seconds apart, under the same load) and
+give the median and quartiles of those ratios over the rounds: the spread says how far to trust the
+figure on a shared machine. Settings:
 
 - CPU inference: batch 4 at 256x256, fp32, eval mode, ``torch.no_grad``; NCHW and channels-last, the
   eager model and :func:`boxpose.models.prepare_for_inference` of it (BatchNorms folded).
